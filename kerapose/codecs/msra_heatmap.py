@@ -1,0 +1,135 @@
+import numpy as np
+from keras import ops
+
+from kerapose.api_export import kerapose_export
+
+
+@kerapose_export("kerapose.codecs.MSRAHeatmap")
+class MSRAHeatmap:
+    """Gaussian heatmaps at a fixed stride, decoded by argmax + quarter shift.
+
+    The target encoding and decoding of Xiao et al. (SimpleBaseline) and Sun
+    et al. (HRNet): an unnormalised Gaussian of `sigma` heatmap pixels at the
+    rounded keypoint location, and at test time the argmax moved a quarter
+    pixel towards the higher neighbour. Keypoints are in input-image pixels
+    of the network input and map to heatmap pixels by `x / stride`, as the
+    official code does (no half-pixel offset).
+
+    Shapes: B batch, K keypoints, (H, W) input, (h, w) heatmap.
+
+    Args:
+        input_size: tuple `(H, W)`. Network input size.
+        heatmap_size: tuple `(h, w)`. Heatmap size.
+        sigma: float. Gaussian standard deviation in heatmap pixels. Defaults
+            to `2.0`.
+    """
+
+    def __init__(self, input_size=(256, 192), heatmap_size=(64, 48), sigma=2.0):
+        self.input_size = tuple(int(s) for s in input_size)
+        self.heatmap_size = tuple(int(s) for s in heatmap_size)
+        if len(self.input_size) != 2 or len(self.heatmap_size) != 2:
+            raise ValueError(
+                "`input_size` and `heatmap_size` must be (height, width). "
+                f"Received: {input_size}, {heatmap_size}"
+            )
+        if min(self.heatmap_size) <= 0 or sigma <= 0:
+            raise ValueError(
+                "`heatmap_size` and `sigma` must be positive. "
+                f"Received: {heatmap_size}, sigma={sigma}"
+            )
+        self.sigma = float(sigma)
+
+    @property
+    def stride(self):
+        """(stride_y, stride_x): input pixels per heatmap pixel."""
+        return (
+            self.input_size[0] / self.heatmap_size[0],
+            self.input_size[1] / self.heatmap_size[1],
+        )
+
+    def encode(self, keypoints, visible):
+        """Encodes one instance in NumPy (reference implementation).
+
+        Args:
+            keypoints: (K, 2) array of (x, y) in input pixels.
+            visible: (K,) array; > 0 means labelled.
+
+        Returns:
+            heatmaps (h, w, K) float32 and keypoint_weights (K,) float32.
+            A keypoint whose Gaussian falls entirely outside the heatmap gets
+            weight 0.
+        """
+        keypoints = np.asarray(keypoints, np.float32)
+        visible = np.asarray(visible)
+        h, w = self.heatmap_size
+        k = keypoints.shape[0]
+        radius = 3 * self.sigma
+        heatmaps = np.zeros((h, w, k), np.float32)
+        weights = (visible > 0).astype(np.float32)
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        for i in range(k):
+            if weights[i] == 0:
+                continue
+            mu_x = int(keypoints[i, 0] / self.stride[1] + 0.5)
+            mu_y = int(keypoints[i, 1] / self.stride[0] + 0.5)
+            if (
+                mu_x - radius >= w
+                or mu_y - radius >= h
+                or mu_x + radius + 1 < 0
+                or mu_y + radius + 1 < 0
+            ):
+                weights[i] = 0
+                continue
+            inside = (np.abs(xs - mu_x) <= radius) & (np.abs(ys - mu_y) <= radius)
+            g = np.exp(-((xs - mu_x) ** 2 + (ys - mu_y) ** 2) / (2 * self.sigma**2))
+            heatmaps[..., i] = np.where(inside, g, 0.0)
+        return heatmaps, weights
+
+    def decode(self, heatmaps):
+        """Decodes heatmaps with `keras.ops` (any backend, in-graph).
+
+        Args:
+            heatmaps: (B, h, w, K) tensor.
+
+        Returns:
+            keypoints (B, K, 2) as (x, y) in input pixels, and scores (B, K)
+            (the heatmap maxima). Keypoints with a non-positive maximum are
+            set to (0, 0).
+        """
+        heatmaps = ops.convert_to_tensor(heatmaps)
+        h, w = heatmaps.shape[1], heatmaps.shape[2]
+        if h is None or w is None:
+            h, w = self.heatmap_size
+        k = heatmaps.shape[3]
+        flat = ops.reshape(ops.transpose(heatmaps, (0, 3, 1, 2)), (-1, k, h * w))
+        idx = ops.argmax(flat, axis=-1)
+        scores = ops.max(flat, axis=-1)
+        px = ops.cast(idx % w, "int32")
+        py = ops.cast(idx // w, "int32")
+
+        def at(dx, dy):
+            j = ops.clip(py + dy, 0, h - 1) * w + ops.clip(px + dx, 0, w - 1)
+            j = ops.expand_dims(ops.cast(j, "int32"), -1)
+            return ops.squeeze(ops.take_along_axis(flat, j, axis=-1), -1)
+
+        interior = ops.cast(
+            (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1), flat.dtype
+        )
+        dx = ops.sign(at(1, 0) - at(-1, 0)) * 0.25 * interior
+        dy = ops.sign(at(0, 1) - at(0, -1)) * 0.25 * interior
+        x = (ops.cast(px, flat.dtype) + dx) * self.stride[1]
+        y = (ops.cast(py, flat.dtype) + dy) * self.stride[0]
+        found = ops.cast(scores > 0, flat.dtype)
+        keypoints = ops.stack([x * found, y * found], axis=-1)
+        return keypoints, scores
+
+    def get_config(self):
+        return {
+            "input_size": list(self.input_size),
+            "heatmap_size": list(self.heatmap_size),
+            "sigma": self.sigma,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -1,0 +1,1 @@
+"""Converters from official checkpoints to kerapose weights."""

@@ -1,0 +1,357 @@
+"""Reads official checkpoints into flat `{key: numpy array}` dicts.
+
+PyTorch zip checkpoints are parsed without PyTorch through a restricted
+unpickler that only knows how to rebuild tensors, so a hostile file cannot
+run code. `.npz` and `.safetensors` files are read with numpy alone.
+"""
+
+import contextlib
+import json
+import pickle
+import re
+import struct
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+
+class CheckpointFormatError(ValueError):
+    """The file is truncated, corrupt or not a checkpoint at all."""
+
+
+class UnsafeCheckpointError(ValueError):
+    """The checkpoint's pickle asks for code beyond a plain state dict."""
+
+
+# torch storage class name -> numpy dtype ("bfloat16" is widened later).
+_STORAGE_DTYPES = {
+    "FloatStorage": "float32", "DoubleStorage": "float64",
+    "HalfStorage": "float16", "BFloat16Storage": "bfloat16",
+    "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16",
+    "CharStorage": "int8", "ByteStorage": "uint8", "BoolStorage": "bool",
+}  # fmt: skip
+_ST_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8",
+    "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8",
+    "BOOL": "bool",
+}  # fmt: skip
+_ST_NAMES = {v: k for k, v in _ST_DTYPES.items() if k != "BF16"}
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
+_PREFIXES = ("model.module.", "module.")
+# Legacy (torch < 1.6) files start with pickle protocol 2 and the LONG1
+# magic number 0x1950a86a20f9469cfc6c.
+_LEGACY_MAGIC = bytes.fromhex("80028a0a6cfc9c46f9206aa85019")
+
+
+def _bf16_to_f32(raw):
+    # bfloat16 is the top half of a float32; numpy has no bfloat16 dtype.
+    return (raw.astype(np.uint32) << 16).view(np.float32)
+
+
+class _StorageType(str):
+    """Marker for a torch storage class; immutable so pickles can't patch it."""
+
+    __slots__ = ()
+
+
+# Errors raised while unpickling are plain ValueErrors; `_as_format_error`
+# adds the file name and a remedy.
+def _rebuild_tensor(storage, storage_offset, size, stride, metadata=None):
+    if not isinstance(storage, np.ndarray) or storage.ndim != 1:
+        raise ValueError("tensor does not point at a storage")
+    size, stride = tuple(map(int, size)), tuple(map(int, stride))
+    offset = int(storage_offset)
+    if len(size) != len(stride) or min((offset, *size, *stride)) < 0:
+        raise ValueError(f"bad tensor layout {size}/{stride}")
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+    if all(size) and last >= storage.size:
+        raise ValueError(f"tensor {size} overruns its {storage.size} elements")
+    base = storage[offset:] if offset < storage.size else storage[:0]
+    strides = tuple(s * storage.itemsize for s in stride)
+    view = np.lib.stride_tricks.as_strided(base, size, strides, writeable=False)
+    array = np.array(view, copy=True, order="C")
+    if isinstance(metadata, dict):
+        # Lazy conj/neg bits that torch keeps per view.
+        array = np.conj(array) if metadata.get("conj") else array
+        array = np.negative(array) if metadata.get("neg") else array
+    return array
+
+
+_ALLOWED_FUNCTIONS = {  # all from torch._utils, with torch's signatures
+    "_rebuild_tensor": _rebuild_tensor,
+    "_rebuild_tensor_v2": lambda s, o, size, st, grad, hooks, meta=None: (
+        _rebuild_tensor(s, o, size, st, meta)
+    ),
+    "_rebuild_parameter": lambda data, *grad_hooks_state: data,
+    "_rebuild_parameter_with_state": lambda data, *grad_hooks_state: data,
+}
+
+
+class _StateDictUnpickler(pickle.Unpickler):
+    """Unpickler that can only build dicts, tuples and tensors."""
+
+    def __init__(self, file, path, archive, prefix, byteorder):
+        super().__init__(file)
+        self._path, self._archive, self._prefix = path, archive, prefix
+        self._byteorder = byteorder
+        self._storages = {}
+
+    def find_class(self, module, name):
+        if (module, name) == ("collections", "OrderedDict"):
+            return OrderedDict  # built-in types cannot be patched via BUILD
+        if module == "torch" and name == "Size":
+            return tuple
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(_STORAGE_DTYPES[name])
+        if module == "torch._utils" and name in _ALLOWED_FUNCTIONS:
+            fn = _ALLOWED_FUNCTIONS[name]
+            # A fresh wrapper per lookup, so BUILD can't patch our functions.
+            return lambda *args, **kwargs: fn(*args, **kwargs)
+        raise UnsafeCheckpointError(
+            f"Refusing to load global '{module}.{name}' from {self._path}: "
+            "the file tries to import code, and kerapose only reads plain "
+            "state dicts (tensors in dicts). If you trust the file, load it "
+            "in PyTorch and re-save just `model.state_dict()`."
+        )
+
+    def persistent_load(self, pid):
+        # ("storage", storage type, record key, device, element count)
+        _, dtype, key, _, numel = pid if len(pid) == 5 else (None,) * 5
+        if not (
+            pid[0] == "storage"
+            and isinstance(dtype, _StorageType)
+            and isinstance(numel, int)
+            and numel >= 0
+        ):
+            raise ValueError(f"unsupported persistent id {pid!r:.80}")
+        if key not in self._storages:
+            self._storages[key] = self._read_storage(str(key), dtype, numel)
+        return self._storages[key]
+
+    def _read_storage(self, key, dtype, numel):
+        name = f"{self._prefix}data/{key}"
+        raw_dtype = np.dtype("uint16" if dtype == "bfloat16" else dtype)
+        raw_dtype = raw_dtype.newbyteorder(self._byteorder)
+        raw = self._archive.read(name)  # KeyError names a missing record
+        if len(raw) < numel * raw_dtype.itemsize:
+            need = numel * raw_dtype.itemsize
+            raise ValueError(f"storage {name} has {len(raw)} bytes, not {need}")
+        array = np.frombuffer(raw, raw_dtype, count=numel)
+        array = array.astype(raw_dtype.newbyteorder("="))
+        return _bf16_to_f32(array) if dtype == "bfloat16" else array
+
+
+def _format_error(path, what, todo):
+    message = f"Cannot read checkpoint {path}: {what}. {todo}"
+    return CheckpointFormatError(message)
+
+
+@contextlib.contextmanager
+def _as_format_error(path, what, todo="Download or save the file again."):
+    # Adds the file and a remedy to low-level zipfile/pickle/json errors.
+    try:
+        yield
+    except (UnsafeCheckpointError, CheckpointFormatError):
+        raise
+    except Exception as e:
+        detail = f"{what} ({type(e).__name__}: {e})"
+        raise _format_error(path, detail, todo) from e
+
+
+def _read_torch_zip(path):
+    with _as_format_error(path, "corrupt or truncated torch archive"):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            pkls = [n for n in names if n.rsplit("/", 1)[-1] == "data.pkl"]
+            if not pkls:
+                raise ValueError("no data.pkl, so not written by torch.save")
+            pkl = min(pkls, key=len)
+            prefix = pkl[: -len("data.pkl")]
+            order = "<"
+            if f"{prefix}byteorder" in names:
+                big = archive.read(f"{prefix}byteorder").strip() == b"big"
+                order = ">" if big else "<"
+            with archive.open(pkl) as f:
+                unpickler = _StateDictUnpickler(f, path, archive, prefix, order)
+                return unpickler.load()
+
+
+def _read_with_torch(path):
+    import torch
+
+    with _as_format_error(path, "torch.load failed"):
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            found = re.search(r"GLOBAL (\S+)", str(e))
+            if found:
+                raise UnsafeCheckpointError(
+                    f"Refusing to load global '{found.group(1)}' from {path}: "
+                    "the file tries to import code, and kerapose only reads "
+                    "plain state dicts."
+                ) from e
+            if zipfile.is_zipfile(path):
+                # torch's refusal may not name the culprit (e.g. for pickle
+                # protocol 4 frames); the built-in reader's error will.
+                _read_torch_zip(path)
+            raise
+
+    def to_numpy(value):
+        if isinstance(value, dict):
+            return {k: to_numpy(v) for k, v in value.items()}
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu()
+            if value.dtype == torch.bfloat16:
+                value = value.float()
+            return value.numpy().copy()  # C order, 0-d stays 0-d
+        return value
+
+    return to_numpy(obj)
+
+
+def _read_torch(path, use_torch):
+    if use_torch is None:
+        try:
+            import torch  # noqa: F401
+
+            use_torch = True
+        except ImportError:
+            use_torch = False
+    with open(path, "rb") as f:
+        head = f.read(len(_LEGACY_MAGIC))
+    if zipfile.is_zipfile(path):
+        return _read_with_torch(path) if use_torch else _read_torch_zip(path)
+    if head == _LEGACY_MAGIC and use_torch:
+        return _read_with_torch(path)
+    if head == _LEGACY_MAGIC:
+        what = "legacy (torch < 1.6, non-zip) checkpoint, which needs PyTorch"
+        todo = (
+            "Install torch, or re-save it with a recent torch: "
+            "`torch.save(torch.load(f), f2)`."
+        )
+    elif head.startswith(b"PK\x03\x04"):
+        what = "zip archive (torch.save format) that is truncated or corrupt"
+        todo = "Download or save the file again."
+    else:
+        what = "neither a torch zip archive nor a legacy torch file"
+        todo = "Check that this is a PyTorch checkpoint (.pth/.pt/.bin)."
+    raise _format_error(path, what, todo)
+
+
+def _read_safetensors(path):
+    data = Path(path).read_bytes()
+    with _as_format_error(path, "invalid safetensors file"):
+        (length,) = struct.unpack("<Q", data[:8])
+        if length > len(data) - 8:
+            raise ValueError(f"header length {length} exceeds file size")
+        header = json.loads(data[8 : 8 + length])
+        body = memoryview(data)[8 + length :]
+        out = {}
+        for name, spec in header.items():
+            if name == "__metadata__":
+                continue
+            dtype = _ST_DTYPES[spec["dtype"]]
+            raw = np.dtype("<u2" if dtype == "bfloat16" else dtype)
+            shape = tuple(int(n) for n in spec["shape"])
+            begin, end = (int(n) for n in spec["data_offsets"])
+            if not 0 <= begin <= end <= len(body) or (
+                end - begin != int(np.prod(shape)) * raw.itemsize
+            ):
+                raise ValueError(f"bad data_offsets for {name!r}")
+            array = np.frombuffer(body[begin:end], raw.newbyteorder("<"))
+            array = array.astype(raw.newbyteorder("=")).reshape(shape)
+            out[name] = _bf16_to_f32(array) if dtype == "bfloat16" else array
+        return out
+
+
+def _read_npz(path):
+    todo = "Re-create it with numpy.savez (no object arrays)."
+    with _as_format_error(path, "invalid .npz file", todo):
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+
+
+def _is_tensor_dict(obj):
+    return isinstance(obj, dict) and all(
+        isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items()
+    )
+
+
+def _extract_state_dict(obj, path):
+    if not _is_tensor_dict(obj):
+        found = []
+        if isinstance(obj, dict):
+            found = [k for k in _WRAPPER_KEYS if _is_tensor_dict(obj.get(k))]
+        if len(found) != 1:
+            keys = list(obj)[:10] if isinstance(obj, dict) else type(obj)
+            raise _format_error(
+                path,
+                f"no single state dict of tensors in {keys}",
+                f"Save the tensor dict alone, or under one of {_WRAPPER_KEYS}.",
+            )
+        obj = obj[found[0]]  # wrapper extras such as `epoch` are dropped
+    for prefix in _PREFIXES:
+        if obj and all(k.startswith(prefix) for k in obj):
+            return {k[len(prefix) :]: v for k, v in obj.items()}
+    return dict(obj)
+
+
+def read_checkpoint(path, use_torch=None):
+    """Reads a checkpoint into a flat `{official key: numpy array}` dict.
+
+    Args:
+        path: str or `Path`. A PyTorch checkpoint (`.pth`, `.pt`, `.bin`,
+            ...), a `.npz` or a `.safetensors` file. A dict wrapping the
+            state dict under `state_dict`, `model` or `model_state_dict` is
+            unwrapped and a shared `module.` / `model.module.` key prefix
+            is stripped.
+        use_torch: bool or `None`. PyTorch files only: `True` reads with
+            `torch.load(weights_only=True)`, `False` with the built-in
+            torch-free reader; `None` uses torch when it is importable.
+
+    Returns:
+        dict of str to C-contiguous numpy arrays; bfloat16 becomes float32.
+
+    Raises:
+        CheckpointFormatError: truncated, corrupt or not a checkpoint.
+        UnsafeCheckpointError: the pickle tries to import code.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint file at {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return _read_npz(path)
+    if suffix == ".safetensors":
+        return _read_safetensors(path)
+    return _extract_state_dict(_read_torch(path, use_torch), path)
+
+
+def write_safetensors(path, tensors):
+    """Writes numpy arrays to a `.safetensors` file.
+
+    Args:
+        path: str or `Path`. Destination file.
+        tensors: dict of str to array-like. bfloat16 is not supported
+            (numpy has no such dtype); store float32 instead.
+    """
+    header, chunks, offset = {}, [], 0
+    for name in sorted(tensors):
+        array = np.asarray(tensors[name])
+        if array.dtype.name not in _ST_NAMES:
+            raise ValueError(f"{name!r}: unsupported dtype {array.dtype}")
+        data = array.astype(array.dtype.newbyteorder("<")).tobytes()
+        header[name] = {
+            "dtype": _ST_NAMES[array.dtype.name],
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        chunks.append(data)
+        offset += len(data)
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)  # safetensors pads the header to 8 bytes
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)) + blob + b"".join(chunks))

@@ -1,0 +1,1 @@
+"""Datasets, keypoint specifications and synthetic data."""

@@ -1,0 +1,30 @@
+"""Keypoint evaluation: COCO-style AP/AR, OKS utilities and MPII PCKh.
+
+NumPy and pycocotools only, so it runs with any Keras backend.
+"""
+
+from kerapose.eval.coco_evaluator import METRIC_NAMES as METRIC_NAMES
+from kerapose.eval.coco_evaluator import COCOEvaluator as COCOEvaluator
+from kerapose.eval.functional import COCO_SIGMAS as COCO_SIGMAS
+from kerapose.eval.functional import CROWDPOSE_SIGMAS as CROWDPOSE_SIGMAS
+from kerapose.eval.functional import MPII_JOINT_NAMES as MPII_JOINT_NAMES
+from kerapose.eval.functional import compute_oks as compute_oks
+from kerapose.eval.functional import (
+    head_size_from_keypoints as head_size_from_keypoints,
+)
+from kerapose.eval.functional import oks_nms as oks_nms
+from kerapose.eval.functional import pckh as pckh
+from kerapose.eval.functional import rescore as rescore
+
+__all__ = [
+    "COCOEvaluator",
+    "COCO_SIGMAS",
+    "CROWDPOSE_SIGMAS",
+    "METRIC_NAMES",
+    "MPII_JOINT_NAMES",
+    "compute_oks",
+    "head_size_from_keypoints",
+    "oks_nms",
+    "pckh",
+    "rescore",
+]

@@ -1,0 +1,129 @@
+from keras import layers
+from keras import ops
+
+from kerapose.api_export import kerapose_export
+
+# PyTorch BatchNorm2d defaults, used by HRNet, OmniPose and RSN. Keras's own
+# defaults (eps 1e-3, momentum 0.99) would change the outputs of converted
+# checkpoints.
+TORCH_BN_EPSILON = 1e-5
+TORCH_BN_MOMENTUM = 0.9
+
+
+@kerapose_export("kerapose.layers.ConvBNAct")
+class ConvBNAct(layers.Layer):
+    """Convolution, batch normalisation and an optional activation.
+
+    Strided convolutions pad symmetrically by `kernel_size // 2` on every
+    side, as PyTorch does; Keras `"same"` padding pads only bottom/right when
+    the stride is 2 and gives different numbers for ported weights.
+
+    Args:
+        filters: int. Output channels.
+        kernel_size: int. Square kernel size (odd). Defaults to `3`.
+        strides: int. Defaults to `1`.
+        activation: str or `None`. Applied after batch norm. Defaults to
+            `"relu"`.
+        use_bias: bool. Defaults to `False`.
+        bn_epsilon: float. Defaults to `1e-5`.
+        bn_momentum: float. Keras convention (`1 - torch momentum`).
+            Defaults to `0.9`.
+
+    Example:
+    ```python
+    layer = kerapose.layers.ConvBNAct(16, 3, strides=2)
+    layer(np.zeros((1, 64, 48, 3), "float32")).shape  # (1, 32, 24, 16)
+    ```
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size=3,
+        strides=1,
+        activation="relu",
+        use_bias=False,
+        bn_epsilon=TORCH_BN_EPSILON,
+        bn_momentum=TORCH_BN_MOMENTUM,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(filters) <= 0:
+            raise ValueError(
+                f"`filters` must be a positive int. Received: {filters}"
+            )
+        if kernel_size % 2 != 1:
+            raise ValueError(
+                f"`kernel_size` must be odd. Received: {kernel_size}"
+            )
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.strides = int(strides)
+        self.activation = activation
+        self.use_bias = use_bias
+        self.bn_epsilon = bn_epsilon
+        self.bn_momentum = bn_momentum
+        self._pad = self.kernel_size // 2 if self.strides > 1 else 0
+        self.conv = layers.Conv2D(
+            self.filters,
+            self.kernel_size,
+            strides=self.strides,
+            padding="valid" if self._pad else "same",
+            use_bias=use_bias,
+            dtype=self.dtype_policy,
+            name="conv",
+        )
+        self.bn = layers.BatchNormalization(
+            epsilon=bn_epsilon,
+            momentum=bn_momentum,
+            dtype=self.dtype_policy,
+            name="bn",
+        )
+        self.act = (
+            layers.Activation(activation, dtype=self.dtype_policy, name="act")
+            if activation
+            else None
+        )
+
+    def _padded_shape(self, input_shape):
+        if not self._pad:
+            return input_shape
+        b, h, w, c = input_shape
+        p = 2 * self._pad
+        return (
+            b,
+            None if h is None else h + p,
+            None if w is None else w + p,
+            c,
+        )
+
+    def build(self, input_shape):
+        padded = self._padded_shape(input_shape)
+        self.conv.build(padded)
+        self.bn.build(self.conv.compute_output_shape(padded))
+
+    def call(self, inputs, training=None):
+        x = inputs
+        if self._pad:
+            p = self._pad
+            x = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
+        x = self.bn(self.conv(x), training=training)
+        return self.act(x) if self.act is not None else x
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(self._padded_shape(input_shape))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "activation": self.activation,
+                "use_bias": self.use_bias,
+                "bn_epsilon": self.bn_epsilon,
+                "bn_momentum": self.bn_momentum,
+            }
+        )
+        return config

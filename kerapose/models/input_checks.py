@@ -1,0 +1,65 @@
+"""Early, explicit checks on image batches fed to kerapose models.
+
+Keras functional models silently cast integer inputs and only warn about
+shape mismatches; a pose model fed a uint8 or 1-channel image would then fail
+deep inside a conv or give garbage, so the checks run before the graph.
+"""
+
+import keras
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def check_image_batch(images, owner, channels=3, divisor=1):
+    """Raises a clear error if `images` is not a float (B, H, W, C) batch.
+
+    Args:
+        images: array or tensor (symbolic tensors included).
+        owner: str. Model name used in messages.
+        channels: int. Expected channel count. Defaults to `3`.
+        divisor: int. H and W must be multiples of it (when known).
+    """
+    if isinstance(images, dict):
+        if "images" not in images:
+            raise ValueError(
+                f"{owner} expects an image batch or a dict with an 'images' "
+                f"key. Received a dict with keys {sorted(images)}."
+            )
+        images = images["images"]
+    shape = getattr(images, "shape", None)
+    if shape is None:
+        raise TypeError(
+            f"{owner} expects a float image batch of shape (B, H, W, "
+            f"{channels}). Received an object of type {type(images)}."
+        )
+    shape = tuple(shape)
+    if len(shape) != 4:
+        hint = (
+            " Add a batch axis, e.g. `images[None]`." if len(shape) == 3 else ""
+        )
+        raise ValueError(
+            f"{owner} expects a rank-4 image batch (B, H, W, {channels}). "
+            f"Received shape {shape}.{hint}"
+        )
+    if shape[-1] is not None and shape[-1] != channels:
+        raise ValueError(
+            f"{owner} expects {channels}-channel images (B, H, W, "
+            f"{channels}), channels last. Received shape {shape}. Convert "
+            "grey or RGBA images to RGB first."
+        )
+    dtype = keras.backend.standardize_dtype(images.dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{owner} expects float images normalised with the ImageNet mean "
+            f"and std. Received dtype {dtype}. Use "
+            "`kerapose.data.normalize_image(image)` or the predict_image() "
+            "helper, which do this for you."
+        )
+    for axis, name in ((1, "height"), (2, "width")):
+        size = shape[axis]
+        if size is not None and divisor > 1 and size % divisor:
+            raise ValueError(
+                f"{owner} needs the image {name} to be a multiple of "
+                f"{divisor}; received shape {shape}. Resize or pad the "
+                "input (e.g. 256x192 or 384x288)."
+            )

@@ -1,0 +1,1 @@
+"""Helpers for tests: small fake datasets and fixtures."""
