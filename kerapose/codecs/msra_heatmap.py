@@ -80,8 +80,12 @@ class MSRAHeatmap:
             ):
                 weights[i] = 0
                 continue
-            inside = (np.abs(xs - mu_x) <= radius) & (np.abs(ys - mu_y) <= radius)
-            g = np.exp(-((xs - mu_x) ** 2 + (ys - mu_y) ** 2) / (2 * self.sigma**2))
+            inside = (np.abs(xs - mu_x) <= radius) & (
+                np.abs(ys - mu_y) <= radius
+            )
+            g = np.exp(
+                -((xs - mu_x) ** 2 + (ys - mu_y) ** 2) / (2 * self.sigma**2)
+            )
             heatmaps[..., i] = np.where(inside, g, 0.0)
         return heatmaps, weights
 
@@ -101,7 +105,9 @@ class MSRAHeatmap:
         if h is None or w is None:
             h, w = self.heatmap_size
         k = heatmaps.shape[3]
-        flat = ops.reshape(ops.transpose(heatmaps, (0, 3, 1, 2)), (-1, k, h * w))
+        flat = ops.reshape(
+            ops.transpose(heatmaps, (0, 3, 1, 2)), (-1, k, h * w)
+        )
         idx = ops.argmax(flat, axis=-1)
         scores = ops.max(flat, axis=-1)
         px = ops.cast(idx % w, "int32")

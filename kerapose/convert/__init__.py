@@ -1,1 +1,61 @@
 """Converters from official checkpoints to kerapose weights."""
+
+from kerapose.convert.checkpoint_io import CheckpointFormatError
+from kerapose.convert.checkpoint_io import UnsafeCheckpointError
+from kerapose.convert.checkpoint_io import read_checkpoint
+from kerapose.convert.core import CheckpointMismatchError
+from kerapose.convert.core import ConversionReport
+from kerapose.convert.core import apply_state_dict
+from kerapose.convert.hrnet import convert_hrnet
+
+CONVERTERS = {"hrnet": convert_hrnet}
+# Backbone class name -> family. Looked up along the MRO, so a subclass
+# registered here (e.g. a future OmniPose backbone) wins over its parent.
+BACKBONE_FAMILIES = {"HRNetBackbone": "hrnet"}
+
+
+def _family_of(model):
+    backbone = getattr(model, "backbone", model)
+    for cls in type(backbone).__mro__:
+        if cls.__name__ in BACKBONE_FAMILIES:
+            return BACKBONE_FAMILIES[cls.__name__]
+    raise ValueError(
+        f"No checkpoint converter for backbone {type(backbone).__name__}. "
+        f"Pass `family=` (one of {sorted(CONVERTERS)})."
+    )
+
+
+def convert_checkpoint(model, checkpoint, family=None, strict=True, **kwargs):
+    """Loads an official checkpoint with the converter for the model's family.
+
+    Args:
+        model: kerapose estimator or backbone.
+        checkpoint: file path, or dict of official key -> array.
+        family: str or `None`. A key of `CONVERTERS`; `None` picks it from
+            the backbone class.
+        strict: bool. Raise without assigning anything unless the
+            checkpoint fits exactly. Defaults to `True`.
+        **kwargs: passed to the converter (e.g. `skip_prefixes`).
+
+    Returns:
+        `ConversionReport`.
+    """
+    family = family or _family_of(model)
+    if family not in CONVERTERS:
+        raise ValueError(
+            f"Unknown family {family!r}; known: {sorted(CONVERTERS)}."
+        )
+    return CONVERTERS[family](model, checkpoint, strict=strict, **kwargs)
+
+
+__all__ = [
+    "CONVERTERS",
+    "CheckpointFormatError",
+    "CheckpointMismatchError",
+    "ConversionReport",
+    "UnsafeCheckpointError",
+    "apply_state_dict",
+    "convert_checkpoint",
+    "convert_hrnet",
+    "read_checkpoint",
+]

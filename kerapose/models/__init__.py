@@ -1,0 +1,16 @@
+"""Backbones and estimators. Importing this registers every family's presets."""
+
+from kerapose.models import hrnet as hrnet
+from kerapose.models.backbone import Backbone as Backbone
+from kerapose.models.hrnet.hrnet_backbone import HRNetBackbone as HRNetBackbone
+from kerapose.models.pose_estimator import PoseEstimator as PoseEstimator
+from kerapose.models.top_down_estimator import (
+    TopDownPoseEstimator as TopDownPoseEstimator,
+)
+
+__all__ = [
+    "Backbone",
+    "HRNetBackbone",
+    "PoseEstimator",
+    "TopDownPoseEstimator",
+]

@@ -48,7 +48,9 @@ class PoseEstimator(keras.Model):
             optimizer = self.default_optimizer()
         if loss == "auto":
             loss = self.default_loss()
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+        super().compile(
+            optimizer=optimizer, loss=loss, metrics=metrics, **kwargs
+        )
 
     def get_config(self):
         # Not chained to the functional config: the kwargs are the config.

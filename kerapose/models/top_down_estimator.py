@@ -56,7 +56,9 @@ class TopDownPoseEstimator(PoseEstimator):
         image_shape = tuple(backbone.input_shape[1:])
         if codec is None:
             h, w = (s or d for s, d in zip(image_shape[:2], (256, 192)))
-            codec = MSRAHeatmap(input_size=(h, w), heatmap_size=(h // 4, w // 4))
+            codec = MSRAHeatmap(
+                input_size=(h, w), heatmap_size=(h // 4, w // 4)
+            )
 
         # === Functional Model ===
         inputs = layers.Input(shape=image_shape, name="images")

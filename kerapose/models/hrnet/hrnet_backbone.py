@@ -4,10 +4,10 @@ from kerapose.api_export import kerapose_export
 from kerapose.layers.conv_bn_act import TORCH_BN_EPSILON
 from kerapose.layers.conv_bn_act import TORCH_BN_MOMENTUM
 from kerapose.layers.conv_bn_act import ConvBNAct
+from kerapose.layers.hrnet_layers import HRModule
+from kerapose.layers.hrnet_layers import HRNetTransition
 from kerapose.layers.residual_blocks import Bottleneck
 from kerapose.models.backbone import Backbone
-from kerapose.models.hrnet.hrnet_layers import HRModule
-from kerapose.models.hrnet.hrnet_layers import HRNetTransition
 
 
 @kerapose_export("kerapose.models.HRNetBackbone")
