@@ -116,7 +116,10 @@ class ConversionReport:
         )
         lines += _listing(
             "Skipped on request",
-            [f"{p} <- {k}" for p, k in self.skipped.items()],
+            [
+                f"{p} <- {k or '(no official key)'}"
+                for p, k in self.skipped.items()
+            ],
         )
         if self.hint:
             lines.append(f"Hint: {self.hint}")
@@ -142,10 +145,10 @@ def _hint(report, head_prefixes, num_checkpoint_tensors):
     # model plus much more (OmniPose around HRNet) also counts as foreign.
     if matched < 0.8 * max(num_vars, num_checkpoint_tensors):
         return (
-            "this looks like a checkpoint of another architecture (only "
-            f"{matched} of {num_vars} model variables and "
-            f"{num_checkpoint_tensors} checkpoint tensors line up); check "
-            "the model family and its configuration."
+            "this looks like a checkpoint of another architecture: only "
+            f"{matched} tensors match by name, out of {num_vars} model "
+            f"variables and {num_checkpoint_tensors} checkpoint tensors. "
+            "Check the model family and its configuration."
         )
     heads = [
         m for m in report.mismatched if m[0].startswith(tuple(head_prefixes))

@@ -14,7 +14,7 @@ from kerapose.convert.core import conv_kernel
 from kerapose.convert.core import identity
 
 _NAMED = ("conv", "bn")  # `{}` becomes conv/bn: `layer1.0.conv1`
-_SEQUENTIAL = ("0", "1")  # `{}` becomes 0/1: `transition1.0.0`
+_SEQ = ("0", "1")  # `{}` becomes 0/1: `transition1.0.0`
 _BLOCK = r"(stage\d)_module(\d+)/branch(\d+)_block(\d+)"
 _FUSE = r"(stage\d)_module(\d+)/fuse/fuse(\d+)_(\d+)"
 
@@ -22,18 +22,18 @@ _FUSE = r"(stage\d)_module(\d+)/fuse/fuse(\d+)_(\d+)"
 UNIT_RULES = (
     (r"stem_conv(\d)", r"{}\1", _NAMED),
     (r"stage1_block(\d+)/conv(\d)", r"layer1.\1.{}\2", _NAMED),
-    (r"stage1_block(\d+)/downsample", r"layer1.\1.downsample.{}", _SEQUENTIAL),
+    (r"stage1_block(\d+)/downsample", r"layer1.\1.downsample.{}", _SEQ),
     (_BLOCK + r"/conv(\d)", r"\1.\2.branches.\3.\4.{}\5", _NAMED),
-    (_BLOCK + "/downsample", r"\1.\2.branches.\3.\4.downsample.{}", _SEQUENTIAL),
+    (_BLOCK + "/downsample", r"\1.\2.branches.\3.\4.downsample.{}", _SEQ),
     # An existing branch whose width changes: one conv unit.
-    (r"(transition\d)/branch(\d+)", r"\1.\2.{}", _SEQUENTIAL),
+    (r"(transition\d)/branch(\d+)", r"\1.\2.{}", _SEQ),
     # A new branch: a Sequential of stride-2 conv units.
-    (r"(transition\d)/branch(\d+)_down(\d+)", r"\1.\2.\3.{}", _SEQUENTIAL),
+    (r"(transition\d)/branch(\d+)_down(\d+)", r"\1.\2.\3.{}", _SEQ),
     # j > i: 1x1 conv + BN (the upsample has no weights).
-    (_FUSE, r"\1.\2.fuse_layers.\3.\4.{}", _SEQUENTIAL),
+    (_FUSE, r"\1.\2.fuse_layers.\3.\4.{}", _SEQ),
     # j < i: the k-th stride-2 conv unit of the chain.
-    (_FUSE + r"_down(\d+)", r"\1.\2.fuse_layers.\3.\4.\5.{}", _SEQUENTIAL),
-)  # fmt: skip
+    (_FUSE + r"_down(\d+)", r"\1.\2.fuse_layers.\3.\4.\5.{}", _SEQ),
+)
 _HEAD = {
     "heatmap_head/kernel": ("final_layer.weight", conv_kernel),
     "heatmap_head/bias": ("final_layer.bias", identity),

@@ -126,9 +126,7 @@ def _load_into(model, path, preset_keypoints):
     if getattr(model, "num_keypoints", preset_keypoints) != preset_keypoints:
         skip = model.head_prefixes
     if Path(path).suffix in _CHECKPOINT_SUFFIXES:
-        from kerapose.convert import convert_checkpoint_cached
-
-        report = convert_checkpoint_cached(model, path, skip_prefixes=skip)
+        report = _convert_cached(model, path, skip)
     else:
         report = weights_io.load_weights(model, path, skip_prefixes=skip)
     if skip:
@@ -201,6 +199,20 @@ def load(
     if compile:
         model.compile()
     return model
+
+
+def _convert_cached(model, path, skip):
+    """Converts an official checkpoint, caching the result by its sha256."""
+    from kerapose.convert import convert_checkpoint
+
+    digest = _download.sha256_of(path)
+    cache = _download.kerapose_home() / "converted" / f"{digest}.weights.h5"
+    if cache.is_file():
+        return weights_io.load_weights(model, cache, skip_prefixes=skip)
+    report = convert_checkpoint(model, path, skip_prefixes=skip)
+    if not skip:  # a partial load must not be cached as the whole model
+        weights_io.save_weights(model, cache)
+    return report
 
 
 def save_preset(model, directory) -> Path:

@@ -81,11 +81,12 @@ def load_weights(model, path, *, skip_prefixes=(), strict=True):
         `kerapose.convert.ConversionReport`.
     """
     from kerapose.convert.core import apply_state_dict
+    from kerapose.convert.core import identity
 
     return apply_state_dict(
         model,
         read_weights(path),
-        lambda p: (p, None),
+        lambda p: (p, identity),
         strict=strict,
         skip_prefixes=skip_prefixes,
     )

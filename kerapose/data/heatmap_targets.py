@@ -1,0 +1,73 @@
+"""TensorFlow twin of :meth:`kerapose.codecs.MSRAHeatmap.encode`.
+
+Runs inside ``tf.data`` maps (no Python per sample) and gives the same
+heatmaps and weights as the NumPy reference, including its rounding
+(``int(x / stride + 0.5)``, truncating toward zero) and its rule that a
+keypoint whose Gaussian lies wholly outside the heatmap gets weight 0.
+
+Shape letters: K keypoints, (h, w) heatmap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from kerapose.codecs.msra_heatmap import MSRAHeatmap
+
+__all__ = ["encode_heatmaps_tf"]
+
+# Coordinates are clipped to this before the float -> int cast, which is
+# undefined for huge values; anything this far out gets weight 0 anyway.
+_COORD_LIMIT = 1.0e6
+
+
+def encode_heatmaps_tf(
+    keypoints: Any, visible: Any, codec: MSRAHeatmap
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Encodes one instance as Gaussian heatmaps (graph-safe).
+
+    Args:
+        keypoints: (K, 2) (x, y) in network-input pixels.
+        visible: (K,); > 0 means labelled.
+        codec: The :class:`~kerapose.codecs.MSRAHeatmap` to match.
+
+    Returns:
+        ``heatmaps`` (h, w, K) and ``keypoint_weights`` (K,), float32.
+        Unlabelled keypoints and those whose Gaussian misses the heatmap
+        get weight 0 and an all-zero heatmap.
+    """
+    h, w = codec.heatmap_size
+    stride_y, stride_x = codec.stride
+    sigma = codec.sigma
+    radius = 3.0 * sigma
+    keypoints = tf.cast(keypoints, tf.float32)
+    labelled = tf.cast(visible, tf.float32) > 0
+    # Unlabelled coordinates can be anything (even NaN); park them at 0.
+    keypoints = tf.where(labelled[:, None], keypoints, 0.0)
+    keypoints = tf.clip_by_value(keypoints, -_COORD_LIMIT, _COORD_LIMIT)
+    # Same float32 arithmetic as the reference, then truncation like int().
+    mu_x = tf.cast(
+        tf.cast(keypoints[:, 0] / stride_x + 0.5, tf.int32), tf.float32
+    )
+    mu_y = tf.cast(
+        tf.cast(keypoints[:, 1] / stride_y + 0.5, tf.int32), tf.float32
+    )
+    in_bounds = ~(
+        (mu_x - radius >= w)
+        | (mu_y - radius >= h)
+        | (mu_x + radius + 1 < 0)
+        | (mu_y + radius + 1 < 0)
+    )
+    weights = tf.cast(labelled & in_bounds, tf.float32)
+
+    dx = tf.range(w, dtype=tf.float32)[:, None] - mu_x  # (w, K)
+    dy = tf.range(h, dtype=tf.float32)[:, None] - mu_y  # (h, K)
+    sq = tf.square(dy)[:, None, :] + tf.square(dx)[None, :, :]  # (h, w, K)
+    gauss = tf.exp(-sq / (2.0 * sigma**2))
+    inside = (tf.abs(dy) <= radius)[:, None, :] & (tf.abs(dx) <= radius)[
+        None, :, :
+    ]
+    heatmaps = tf.where(inside, gauss, 0.0) * weights
+    return heatmaps, weights

@@ -1,0 +1,273 @@
+"""``tf.data`` pipelines that feed top-down pose estimators.
+
+One element per person: read and decode the JPEG, draw the official random
+crop (training), warp the crop, normalise it and encode the heatmap
+targets. All of it is TensorFlow ops, so it runs in parallel without the
+Python lock. Feeds ``model.fit`` on any Keras backend.
+
+Shape letters: B batch, K keypoints, (H, W) input, (h, w) heatmap.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from kerapose.codecs.msra_heatmap import MSRAHeatmap
+from kerapose.data.coco import load_coco_instances
+from kerapose.data.heatmap_targets import encode_heatmaps_tf
+from kerapose.data.keypoint_specs import KeypointSpec
+from kerapose.data.transforms import AugmentConfig
+from kerapose.data.transforms import affine_points
+from kerapose.data.transforms import affine_warp_image
+from kerapose.data.transforms import augment
+from kerapose.data.transforms import compose_affine
+from kerapose.data.transforms import flip_matrix
+from kerapose.data.transforms import get_affine_matrix
+from kerapose.data.transforms import normalize_image
+
+__all__ = ["build_top_down_dataset", "make_top_down_dataset"]
+
+_META_KEYS = ("center", "scale", "image_id", "annotation_id", "score", "area")
+
+
+def build_top_down_dataset(
+    ann_file: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    codec: MSRAHeatmap,
+    spec: KeypointSpec | str | None = None,
+    batch_size: int = 32,
+    training: bool = True,
+    seed: int | None = None,
+    det_file: str | os.PathLike | None = None,
+    det_score_threshold: float = 0.0,
+    shuffle_buffer: int | None = None,
+    num_parallel_calls: int = tf.data.AUTOTUNE,
+    include_meta: bool = False,
+    augment_config: AugmentConfig | None = None,
+    drop_remainder: bool | None = None,
+    check_images: str = "header",
+    verbose: bool = True,
+    return_report: bool = False,
+) -> tf.data.Dataset | tuple[tf.data.Dataset, Any]:
+    """Builds the top-down training or evaluation dataset of a COCO file.
+
+    Training elements are ``(images, heatmaps, keypoint_weights)``, the
+    ``(x, y, sample_weight)`` triple ``model.fit`` expects: images (B, H,
+    W, 3) float32 normalised with the ImageNet mean/std, heatmaps (B, h,
+    w, K) and weights (B, K). Evaluation (``training=False``) uses no
+    augmentation and no shuffling; with ``include_meta`` its elements are
+    ``(images, meta)`` where ``meta`` holds ``center`` (B, 2), ``scale``
+    (B, 2), ``image_id``, ``annotation_id``, ``score`` and ``area`` (B,)
+    to map predictions back to the image.
+
+    Images that fail to decode despite the loader's checks are dropped
+    with a logged warning instead of stopping the epoch.
+
+    Args:
+        ann_file: COCO keypoint annotation JSON.
+        image_dir: Folder of the images.
+        codec: :class:`~kerapose.codecs.MSRAHeatmap`; sets the input and
+            heatmap sizes.
+        spec: Keypoint spec or name; defaults to the file's keypoint count.
+        batch_size: Batch size.
+        training: Augment, shuffle, and use train-mode filtering.
+        seed: Makes shuffling and augmentation reproducible: two datasets
+            built with the same seed give identical batches, epoch by
+            epoch (each epoch still differs from the previous one).
+        det_file: Detection results for evaluation (``training=False``).
+        det_score_threshold: Lowest detection score kept.
+        shuffle_buffer: Shuffle buffer size. Defaults to all instances (an
+            element is a few numbers and a path, not an image).
+        num_parallel_calls: Parallelism of the per-person map.
+        include_meta: Evaluation only: yield ``(images, meta)``.
+        augment_config: Training augmentation. Defaults to the official
+            recipe, ``AugmentConfig()``.
+        drop_remainder: Drop a last partial batch. Defaults to
+            ``training`` (fixed shapes avoid recompiling).
+        check_images: Image checks of the loader (see
+            :func:`~kerapose.data.coco.load_coco_instances`).
+        verbose: Print the loader's report once.
+        return_report: Also return the :class:`~kerapose.data.coco.
+            LoadReport`.
+
+    Returns:
+        The ``tf.data.Dataset``, or ``(dataset, report)``.
+    """
+    instances, report = load_coco_instances(
+        ann_file,
+        image_dir,
+        spec=spec,
+        mode="train" if training else "eval",
+        det_file=det_file,
+        det_score_threshold=det_score_threshold,
+        input_size=codec.input_size,
+        check_images=check_images,
+    )
+    if verbose:
+        print(report)
+    dataset = make_top_down_dataset(
+        instances,
+        codec,
+        report.spec,
+        batch_size=batch_size,
+        training=training,
+        seed=seed,
+        shuffle_buffer=shuffle_buffer,
+        num_parallel_calls=num_parallel_calls,
+        include_meta=include_meta,
+        augment_config=augment_config,
+        drop_remainder=drop_remainder,
+    )
+    return (dataset, report) if return_report else dataset
+
+
+def make_top_down_dataset(
+    instances: dict[str, np.ndarray],
+    codec: MSRAHeatmap,
+    spec: KeypointSpec,
+    batch_size: int = 32,
+    training: bool = True,
+    seed: int | None = None,
+    shuffle_buffer: int | None = None,
+    num_parallel_calls: int = tf.data.AUTOTUNE,
+    include_meta: bool = False,
+    augment_config: AugmentConfig | None = None,
+    drop_remainder: bool | None = None,
+) -> tf.data.Dataset:
+    """:func:`build_top_down_dataset` from already loaded instances.
+
+    Args:
+        instances: The dict of :func:`~kerapose.data.coco.
+            load_coco_instances`.
+        codec: Heatmap codec.
+        spec: Keypoint spec of the instances.
+        batch_size: See :func:`build_top_down_dataset`.
+        training: See :func:`build_top_down_dataset`.
+        seed: See :func:`build_top_down_dataset`.
+        shuffle_buffer: See :func:`build_top_down_dataset`.
+        num_parallel_calls: See :func:`build_top_down_dataset`.
+        include_meta: See :func:`build_top_down_dataset`.
+        augment_config: See :func:`build_top_down_dataset`.
+        drop_remainder: See :func:`build_top_down_dataset`.
+
+    Returns:
+        The batched, prefetched ``tf.data.Dataset``.
+    """
+    if include_meta and training:
+        raise ValueError(
+            "include_meta=True is for evaluation (training=False): "
+            "augmented crops cannot be mapped back with center/scale."
+        )
+    num = len(instances["image_path"])
+    if instances["keypoints"].shape[1:] != (spec.num_keypoints, 2):
+        raise ValueError(
+            f"instances have keypoints of shape "
+            f"{instances['keypoints'].shape[1:]}, spec {spec.name!r} wants "
+            f"({spec.num_keypoints}, 2)."
+        )
+    if drop_remainder is None:
+        drop_remainder = training
+    keys = ("image_path", "center", "scale", "keypoints", "visibility")
+    keys += _META_KEYS[2:] if include_meta else ()
+    ds = tf.data.Dataset.from_tensor_slices({k: instances[k] for k in keys})
+    prepare = _Prepare(codec, spec, training, augment_config or AugmentConfig())
+    if training:
+        if seed is None:
+            seed = secrets.randbits(31)
+        ds = ds.shuffle(
+            shuffle_buffer or max(num, 1),
+            seed=seed,
+            reshuffle_each_iteration=True,
+        )
+        # One fresh random number per element and epoch; with the element
+        # index it seeds the stateless augmentation ops.
+        draws = tf.data.Dataset.random(
+            seed=seed, rerandomize_each_iteration=True
+        )
+        ds = tf.data.Dataset.zip(ds, draws).enumerate()
+        ds = ds.map(
+            lambda i, pair: prepare(pair[0], tf.stack([pair[1], i])),
+            num_parallel_calls=num_parallel_calls,
+            deterministic=True,
+        )
+    else:
+        ds = ds.map(
+            lambda elem: prepare(elem, None),
+            num_parallel_calls=num_parallel_calls,
+            deterministic=True,
+        )
+    # Last line of defence: a file that broke after loading (or passed the
+    # loader's cheap checks) is dropped with a logged warning.
+    ds = ds.ignore_errors(log_warning=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if include_meta:
+        ds = ds.map(lambda out: (out["images"], out["meta"]))
+    else:
+        ds = ds.map(
+            lambda out: (
+                out["images"],
+                out["heatmaps"],
+                out["keypoint_weights"],
+            )
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class _Prepare:
+    """Per-person map: decode, crop, normalise, encode targets."""
+
+    def __init__(self, codec, spec, training, config):
+        self.codec = codec
+        self.spec = spec
+        self.training = training
+        self.config = config
+        height, width = codec.input_size
+        self.aspect_ratio = width / height
+
+    def __call__(self, elem, seed):
+        raw = tf.io.read_file(elem["image_path"])
+        # INTEGER_ACCURATE decodes exactly like OpenCV (the official code).
+        image = tf.io.decode_jpeg(
+            raw, channels=3, dct_method="INTEGER_ACCURATE"
+        )
+        sample = {
+            "center": elem["center"],
+            "scale": elem["scale"],
+            "keypoints": elem["keypoints"],
+            "visibility": elem["visibility"],
+            "image_width": tf.shape(image)[1],
+            "rotation": tf.constant(0.0),
+            "flip": tf.constant(False),
+        }
+        if self.training:
+            sample = augment(
+                sample, seed, self.spec, self.aspect_ratio, self.config
+            )
+        size = self.codec.input_size
+        matrix = get_affine_matrix(
+            sample["center"], sample["scale"], sample["rotation"], size
+        )
+        # The flip is folded into the warp: no mirrored copy of the image.
+        image_matrix = tf.where(
+            sample["flip"],
+            compose_affine(matrix, flip_matrix(sample["image_width"])),
+            matrix,
+        )
+        crop = affine_warp_image(image, image_matrix, size)
+        crop = tf.ensure_shape(normalize_image(crop), (*size, 3))
+        keypoints = affine_points(sample["keypoints"], matrix)
+        heatmaps, weights = encode_heatmaps_tf(
+            keypoints, sample["visibility"], self.codec
+        )
+        meta = {k: elem[k] for k in _META_KEYS if k in elem}
+        return {
+            "images": crop,
+            "heatmaps": heatmaps,
+            "keypoint_weights": weights,
+            "meta": meta,
+        }

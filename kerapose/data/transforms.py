@@ -1,0 +1,326 @@
+"""Top-down crop geometry and augmentation in TensorFlow ops (graph-safe).
+
+Follows the official HRNet/SimpleBaseline recipe: a person is described by
+``center`` (x, y) and ``scale`` (w, h in units of 200 px, already padded to
+the input aspect ratio); the crop is the similarity transform that maps the
+box, rotated by ``rotation`` degrees, onto the network input. Points follow
+the OpenCV pixel convention (integer coordinates are pixel centres).
+
+Shape letters: K keypoints, (H, W) network input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import tensorflow as tf
+
+from kerapose.data.keypoint_specs import KeypointSpec
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "AugmentConfig",
+    "affine_points",
+    "affine_warp_image",
+    "augment",
+    "default_upper_body_indices",
+    "flip_matrix",
+    "get_affine_matrix",
+    "normalize_image",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_PIXEL_STD = 200.0
+
+# Keypoint-name fragments of the lower body, for the half-body split.
+_LOWER_BODY_WORDS = ("hip", "knee", "ankle", "foot", "heel", "toe", "pelvis")
+
+
+def normalize_image(image: Any, max_value: float = 255.0) -> tf.Tensor:
+    """RGB image(s) -> float32 normalised with the ImageNet mean and std.
+
+    Args:
+        image: (..., 3) RGB array or tensor, any real dtype.
+        max_value: The value of full intensity: 255 for uint8 images and
+            for floats on the 0-255 scale (what a warp of a decoded JPEG
+            gives), 1 for floats in [0, 1].
+
+    Returns:
+        float32 tensor of the same shape, ``(image / max_value - mean) /
+        std`` per channel.
+    """
+    image = tf.cast(image, tf.float32)
+    mean = tf.constant(IMAGENET_MEAN, tf.float32) * max_value
+    std = tf.constant(IMAGENET_STD, tf.float32) * max_value
+    return (image - mean) / std
+
+
+def get_affine_matrix(
+    center: Any,
+    scale: Any,
+    rot_deg: Any,
+    output_size: tuple[int, int],
+    inverse: bool = False,
+) -> tf.Tensor:
+    """The crop transform of the official ``get_affine_transform``.
+
+    The official code fits a 2x3 matrix to three point pairs: the centre,
+    the point half the source width "up" (rotated by ``rot_deg``), and a
+    third point perpendicular to those. Those pairs define a similarity,
+    computed here in closed form: rotate by ``-rot_deg`` about ``center``,
+    scale by ``output_width / (scale[0] * 200)``, and move ``center`` to
+    the middle of the output. Only ``scale[0]`` matters, as officially.
+
+    Args:
+        center: (2,) box centre (x, y) in image pixels.
+        scale: (2,) box size (w, h) / 200.
+        rot_deg: Rotation in degrees; the crop shows the image turned
+            counter-clockwise (as displayed, y down) by this angle.
+        output_size: ``(height, width)`` of the crop.
+        inverse: Return the crop -> image matrix instead.
+
+    Returns:
+        (2, 3) float32 matrix mapping image (x, y, 1) to crop (x, y).
+    """
+    center = tf.cast(center, tf.float32)
+    scale = tf.cast(scale, tf.float32)
+    theta = tf.cast(rot_deg, tf.float32) * (math.pi / 180.0)
+    out_h, out_w = (float(s) for s in output_size)
+    cos, sin = tf.cos(theta), tf.sin(theta)
+    half_out = tf.constant([out_w * 0.5, out_h * 0.5], tf.float32)
+    if inverse:
+        k = scale[0] * _PIXEL_STD / out_w
+        linear = k * tf.stack([[cos, -sin], [sin, cos]])
+        shift = center - tf.linalg.matvec(linear, half_out)
+    else:
+        k = out_w / (scale[0] * _PIXEL_STD)
+        linear = k * tf.stack([[cos, sin], [-sin, cos]])
+        shift = half_out - tf.linalg.matvec(linear, center)
+    return tf.concat([linear, shift[:, None]], axis=1)
+
+
+def flip_matrix(image_width: Any) -> tf.Tensor:
+    """(2, 3) matrix of the official mirror ``x -> width - 1 - x``."""
+    w = tf.cast(image_width, tf.float32)
+    zero, one = tf.zeros_like(w), tf.ones_like(w)
+    return tf.stack([[-one, zero, w - 1.0], [zero, one, zero]])
+
+
+def compose_affine(outer: tf.Tensor, inner: tf.Tensor) -> tf.Tensor:
+    """(2, 3) matrix of ``outer(inner(p))``."""
+    linear = tf.matmul(outer[:, :2], inner[:, :2])
+    shift = tf.linalg.matvec(outer[:, :2], inner[:, 2]) + outer[:, 2]
+    return tf.concat([linear, shift[:, None]], axis=1)
+
+
+def affine_points(points: Any, matrix: Any) -> tf.Tensor:
+    """Applies a (2, 3) matrix to (..., 2) points."""
+    points = tf.cast(points, tf.float32)
+    matrix = tf.cast(matrix, tf.float32)
+    return tf.linalg.matvec(matrix[:, :2], points) + matrix[:, 2]
+
+
+def _invert_affine(matrix: tf.Tensor) -> tf.Tensor:
+    a, b, c = matrix[0, 0], matrix[0, 1], matrix[0, 2]
+    d, e, f = matrix[1, 0], matrix[1, 1], matrix[1, 2]
+    det = a * e - b * d
+    return tf.stack(
+        [
+            [e / det, -b / det, (b * f - c * e) / det],
+            [-d / det, a / det, (c * d - a * f) / det],
+        ]
+    )
+
+
+def affine_warp_image(
+    image: Any, matrix: Any, output_size: tuple[int, int]
+) -> tf.Tensor:
+    """Bilinear warp like ``cv2.warpAffine(image, matrix, ...)``, fill 0.
+
+    Args:
+        image: (H, W, C) image, any real dtype.
+        matrix: (2, 3) image -> crop matrix.
+        output_size: ``(height, width)`` of the crop.
+
+    Returns:
+        (height, width, C) float32 crop.
+    """
+    image = tf.cast(image, tf.float32)
+    # The op maps each output pixel to the input, so it wants the inverse;
+    # its pixel centres sit on integers, as in OpenCV.
+    inv = _invert_affine(tf.cast(matrix, tf.float32))
+    transform = tf.concat([tf.reshape(inv, [6]), tf.zeros([2])], axis=0)
+    crop = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None],
+        transforms=transform[None],
+        output_shape=tf.constant(output_size, tf.int32),
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+    return crop[0]
+
+
+def default_upper_body_indices(spec: KeypointSpec) -> tuple[int, ...]:
+    """Keypoints not named like a lower-body part (hip, knee, ankle, ...).
+
+    Gives the official splits: COCO 0-10, MPII 7-15, and for CrowdPose the
+    arms plus head and neck.
+    """
+    return tuple(
+        i
+        for i, name in enumerate(spec.keypoint_names)
+        if not any(word in name.lower() for word in _LOWER_BODY_WORDS)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation of the official HRNet COCO recipe.
+
+    Attributes:
+        scale_factor: Scale is multiplied by ``clip(1 + 0.35 * randn,
+            1 - 0.35, 1 + 0.35)``.
+        rotation_factor: With probability ``rotation_prob`` the rotation is
+            ``clip(45 * randn, -90, 90)`` degrees (the official factor 45,
+            so angles reach +-90, not +-45), else 0.
+        rotation_prob: Probability of rotating.
+        flip_prob: Probability of a horizontal flip.
+        half_body_prob: Probability of the half-body crop, tried only with
+            more than ``half_body_min_joints`` labelled keypoints.
+        half_body_min_joints: See ``half_body_prob``.
+        half_body_padding: Padding of the half-body box (official 1.5).
+        upper_body_indices: Upper-body keypoints for the half-body split;
+            None derives them from the spec's names
+            (:func:`default_upper_body_indices`).
+    """
+
+    scale_factor: float = 0.35
+    rotation_factor: float = 45.0
+    rotation_prob: float = 0.6
+    flip_prob: float = 0.5
+    half_body_prob: float = 0.3
+    half_body_min_joints: int = 8
+    half_body_padding: float = 1.5
+    upper_body_indices: tuple[int, ...] | None = None
+
+
+def augment(
+    sample: dict[str, Any],
+    seed: Any,
+    spec: KeypointSpec,
+    aspect_ratio: float,
+    config: AugmentConfig | None = None,
+) -> dict[str, tf.Tensor]:
+    """Draws the official random crop parameters for one instance.
+
+    Order as in the official code: half-body crop (on the unflipped
+    labels), scale, rotation, then flip. The flip mirrors ``center`` and
+    the keypoints (``x -> width - 1 - x``) and swaps left/right keypoints
+    with ``spec.flip_indices``; the image itself is mirrored inside the
+    warp (see :func:`flip_matrix`).
+
+    Args:
+        sample: Dict with ``center`` (2,), ``scale`` (2,), ``keypoints``
+            (K, 2), ``visibility`` (K,) and ``image_width`` (scalar).
+            Other keys are passed through.
+        seed: (2,) integer seed for the stateless random ops.
+        spec: Keypoint spec (flip pairs, half-body split).
+        aspect_ratio: Input width / height.
+        config: Augmentation settings. Defaults to ``AugmentConfig()``.
+
+    Returns:
+        A copy of ``sample`` with new ``center``, ``scale``,
+        ``keypoints`` and ``visibility``, plus ``rotation`` (degrees) and
+        ``flip`` (bool).
+    """
+    config = config or AugmentConfig()
+    seeds = tf.random.experimental.stateless_split(
+        tf.cast(seed, tf.int64), num=6
+    )
+    normal = [tf.random.stateless_normal([], seeds[i]) for i in range(3)]
+    uniform = [tf.random.stateless_uniform([], seeds[i]) for i in range(3, 6)]
+    out = dict(sample)
+    center = tf.cast(sample["center"], tf.float32)
+    scale = tf.cast(sample["scale"], tf.float32)
+    kpts = tf.cast(sample["keypoints"], tf.float32)
+    vis = tf.cast(sample["visibility"], tf.float32)
+
+    labelled = vis > 0
+    num_labelled = tf.reduce_sum(tf.cast(labelled, tf.int32))
+    try_half = (num_labelled > config.half_body_min_joints) & (
+        uniform[0] < config.half_body_prob
+    )
+    center, scale = _half_body(
+        try_half, normal[0], kpts, labelled, center, scale, spec, config,
+        aspect_ratio,
+    )  # fmt: skip
+
+    sf = config.scale_factor
+    scale = scale * tf.clip_by_value(normal[1] * sf + 1.0, 1.0 - sf, 1.0 + sf)
+    rf = config.rotation_factor
+    rotation = tf.where(
+        uniform[1] < config.rotation_prob,
+        tf.clip_by_value(normal[2] * rf, -2.0 * rf, 2.0 * rf),
+        0.0,
+    )
+
+    flip = uniform[2] < config.flip_prob
+    width = tf.cast(sample["image_width"], tf.float32)
+    flip_idx = tf.constant(spec.flip_indices, tf.int32)
+    mirrored = tf.stack([width - kpts[:, 0] - 1.0, kpts[:, 1]], axis=-1)
+    kpts = tf.where(flip, tf.gather(mirrored, flip_idx), kpts)
+    vis = tf.where(flip, tf.gather(vis, flip_idx), vis)
+    center = tf.where(
+        flip, tf.stack([width - center[0] - 1.0, center[1]]), center
+    )
+    out.update(
+        center=center,
+        scale=scale,
+        keypoints=kpts * tf.cast(vis > 0, tf.float32)[:, None],
+        visibility=vis,
+        rotation=rotation,
+        flip=flip,
+    )
+    return out
+
+
+def _half_body(
+    enabled, draw, kpts, labelled, center, scale, spec, config, aspect_ratio
+):
+    """The official ``half_body_transform``: a box around half the body."""
+    upper_ids = config.upper_body_indices
+    if upper_ids is None:
+        upper_ids = default_upper_body_indices(spec)
+    is_upper = [i in set(upper_ids) for i in range(spec.num_keypoints)]
+    is_upper = tf.constant(is_upper)
+    upper = labelled & is_upper
+    lower = labelled & ~is_upper
+    n_upper = tf.reduce_sum(tf.cast(upper, tf.int32))
+    n_lower = tf.reduce_sum(tf.cast(lower, tf.int32))
+    # Officially `randn() < 0.5` (a normal draw, so upper ~69% of the time).
+    pick_upper = (draw < 0.5) & (n_upper > 2)
+    selected = tf.where(pick_upper, upper, tf.where(n_lower > 2, lower, upper))
+    count = tf.reduce_sum(tf.cast(selected, tf.float32))
+    sel = tf.cast(selected, tf.float32)[:, None]
+    half_center = tf.reduce_sum(kpts * sel, 0) / tf.maximum(count, 1.0)
+    big = tf.constant(3.0e38, tf.float32)
+    low = tf.reduce_min(tf.where(selected[:, None], kpts, big), 0)
+    high = tf.reduce_max(tf.where(selected[:, None], kpts, -big), 0)
+    w, h = high[0] - low[0], high[1] - low[1]
+    w, h = (
+        tf.where(w < aspect_ratio * h, h * aspect_ratio, w),
+        tf.where(w > aspect_ratio * h, w / aspect_ratio, h),
+    )
+    half_scale = tf.stack([w, h]) / _PIXEL_STD * config.half_body_padding
+    # Also refuse a zero-size box (coincident joints), which the official
+    # code would turn into a singular transform.
+    use = enabled & (count >= 2) & (half_scale[0] > 0)
+    return (
+        tf.where(use, half_center, center),
+        tf.where(use, half_scale, scale),
+    )

@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+
+from kerapose.codecs import MSRAHeatmap
+from kerapose.models import HRNetBackbone
+from kerapose.models import TopDownPoseEstimator
+from kerapose.testing.test_case import TestCase
+from kerapose.testing.test_case import to_numpy
+
+
+def tiny_estimator(num_keypoints=17, image_shape=(64, 64, 3)):
+    backbone = HRNetBackbone(
+        stage_channels=(8, 16, 32, 64),
+        stage_modules=(1, 1, 1),
+        stage_blocks=1,
+        image_shape=image_shape,
+    )
+    return TopDownPoseEstimator(backbone, num_keypoints=num_keypoints)
+
+
+def training_batch(codec, batch=2, num_keypoints=17, seed=0):
+    rng = np.random.default_rng(seed)
+    h, w = codec.input_size
+    images = rng.normal(size=(batch, h, w, 3)).astype("float32")
+    keypoints = rng.uniform(8, min(h, w) - 8, size=(batch, num_keypoints, 2))
+    visible = rng.integers(0, 2, size=(batch, num_keypoints))
+    encoded = [codec.encode(k, v) for k, v in zip(keypoints, visible)]
+    heatmaps = np.stack([e[0] for e in encoded])
+    weights = np.stack([e[1] for e in encoded])
+    return images, heatmaps, weights
+
+
+class TopDownEstimatorTest(TestCase):
+    def test_estimator_basics(self):
+        model = tiny_estimator()
+        images, heatmaps, weights = training_batch(model.codec)
+        self.run_estimator_test(model, images, heatmaps, weights)
+
+    def test_serialization_and_saving(self):
+        model = tiny_estimator(num_keypoints=5)
+        revived = self.run_serialization_test(model)
+        assert revived.num_keypoints == 5
+        assert isinstance(revived.codec, MSRAHeatmap)
+        images, _, _ = training_batch(model.codec)
+        self.run_model_saving_test(model, images)
+
+    def test_no_people_gives_zero_loss(self):
+        model = tiny_estimator()
+        model.compile()
+        images, heatmaps, _ = training_batch(model.codec)
+        loss = model.evaluate(
+            images,
+            np.zeros_like(heatmaps),
+            sample_weight=np.zeros((2, 17), "float32"),
+            verbose=0,
+        )
+        assert loss == 0.0
+
+    def test_predict_decodes_in_input_pixels(self):
+        model = tiny_estimator()
+        out = model.predict(np.zeros((1, 64, 64, 3), "float32"), verbose=0)
+        assert set(out) == {"heatmaps", "keypoints", "scores"}
+        assert out["heatmaps"].shape == (1, 16, 16, 17)
+        assert np.all(out["keypoints"] >= 0)
+        assert np.all(out["keypoints"] <= 64)
+
+    def test_bad_inputs(self):
+        model = tiny_estimator()
+        with self.assertRaisesRegex(ValueError, "3-channel"):
+            model(np.zeros((1, 64, 64, 1), "float32"))
+        with self.assertRaisesRegex(ValueError, "rank-4.*images\\[None\\]"):
+            model(np.zeros((64, 64, 3), "float32"))
+        with self.assertRaisesRegex(TypeError, "float images.*uint8"):
+            model(np.zeros((1, 64, 64, 3), "uint8"))
+        with self.assertRaisesRegex(ValueError, "multiple of 32"):
+            model(np.zeros((1, 70, 64, 3), "float32"))
+        with self.assertRaisesRegex(TypeError, "image batch"):
+            model([[1.0, 2.0]])
+        for bad in (0, -1, 2.5, True, "17"):
+            with self.assertRaisesRegex(ValueError, "positive int"):
+                tiny_estimator(num_keypoints=bad)
+
+
+def test_codec_round_trip_within_half_heatmap_pixel():
+    codec = MSRAHeatmap(input_size=(64, 48), heatmap_size=(16, 12))
+    rng = np.random.default_rng(1)
+    keypoints = rng.uniform(10, 38, size=(17, 2))
+    heatmaps, weights = codec.encode(keypoints, np.ones(17))
+    decoded, scores = codec.decode(heatmaps[None])
+    error = np.abs(to_numpy(decoded)[0] - keypoints) / 4
+    assert error.max() <= 0.5 + 1e-6
+    np.testing.assert_allclose(to_numpy(scores)[0], 1.0)
+    assert weights.sum() == 17
+
+
+def test_codec_quarter_shift_towards_higher_neighbour():
+    codec = MSRAHeatmap(input_size=(32, 32), heatmap_size=(8, 8))
+    heatmaps = np.zeros((1, 8, 8, 1), "float32")
+    heatmaps[0, 4, 4, 0] = 1.0
+    heatmaps[0, 4, 5, 0] = 0.5  # right neighbour higher -> x + 0.25
+    heatmaps[0, 3, 4, 0] = 0.5  # upper neighbour higher -> y - 0.25
+    keypoints, _ = codec.decode(heatmaps)
+    np.testing.assert_allclose(to_numpy(keypoints)[0, 0], [4.25 * 4, 3.75 * 4])
+
+
+def test_codec_invisible_and_outside_get_zero_weight():
+    codec = MSRAHeatmap(input_size=(64, 48), heatmap_size=(16, 12))
+    keypoints = np.array([[20.0, 20.0], [20.0, 20.0], [500.0, 20.0]])
+    heatmaps, weights = codec.encode(keypoints, np.array([2, 0, 2]))
+    np.testing.assert_array_equal(weights, [1, 0, 0])
+    assert heatmaps[..., 1:].max() == 0
+
+
+def test_codec_validates():
+    with pytest.raises(ValueError, match="height, width"):
+        MSRAHeatmap(input_size=(64,), heatmap_size=(16, 12))
+    with pytest.raises(ValueError, match="positive"):
+        MSRAHeatmap(sigma=0)

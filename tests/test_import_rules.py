@@ -1,0 +1,40 @@
+"""Modelling code may use keras.ops only: no backend framework imports."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "kerapose"
+KERAS_ONLY = ("layers", "heads", "models", "losses", "codecs", "zoo", "utils")
+FORBIDDEN = ("tensorflow", "jax", "torch")
+
+
+def _imports(path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+
+
+def _files():
+    for sub in KERAS_ONLY:
+        yield from sorted((PACKAGE / sub).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", list(_files()), ids=lambda p: p.name)
+def test_no_backend_imports(path):
+    bad = [
+        m for m in _imports(path) if m.split(".")[0] in FORBIDDEN
+    ]
+    assert not bad, f"{path} imports {bad}; use keras.ops instead"
+
+
+def test_scan_sees_a_violation(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\nfrom tensorflow import math\n")
+    assert [m for m in _imports(bad) if m.split(".")[0] in FORBIDDEN] == [
+        "tensorflow"
+    ]

@@ -1,0 +1,48 @@
+"""Model cards in zoo/ must agree with what the code measures."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kerapose import zoo
+from kerapose.utils import count_macs
+from kerapose.utils import count_params
+
+CARDS = Path(__file__).resolve().parents[2] / "zoo"
+
+
+def card_rows(family):
+    text = (CARDS / family / "README.md").read_text()
+    table = text.split("<!-- model-table -->")[1].split("<!-- /model-table -->")[0]
+    rows = []
+    for line in table.strip().splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows.append(
+            {
+                "name": cells[0].strip("`"),
+                "input": cells[1],
+                "params": int(cells[2].replace(",", "")),
+                "gmacs": float(cells[3]),
+                "ap": float(cells[4]),
+            }
+        )
+    return rows
+
+
+def test_card_parser_reads_rows():
+    rows = card_rows("hrnet")
+    assert [r["name"] for r in rows][:1] == ["hrnet_w32.coco_256x192"]
+    assert len(rows) == 4
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("row", card_rows("hrnet"), ids=lambda r: r["name"])
+def test_hrnet_card_matches_code(row):
+    model = zoo.load(row["name"], compile=False)
+    h, w = model.input_shape[1:3]
+    assert row["input"] == f"{h}x{w}"
+    assert count_params(model) == row["params"]
+    assert round(count_macs(model) / 1e9, 3) == row["gmacs"]
+    metrics = zoo.describe(row["name"])["tags"][row["name"].split(".")[1]]
+    assert round(metrics["metrics"]["coco/AP"] * 100, 1) == row["ap"]

@@ -1,0 +1,161 @@
+"""Registry-parametrized checks: every tiny preset gets them for free."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from kerapose import zoo
+from kerapose.convert import CheckpointMismatchError
+from kerapose.testing.test_case import to_numpy
+
+TEST_PRESETS = zoo.list_models("test_*")
+
+
+def _input(model, batch=1, seed=0):
+    shape = model.input_shape[1:]
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(batch, *shape)).astype("float32")
+
+
+def test_there_are_test_presets():
+    assert "test_hrnet" in TEST_PRESETS
+
+
+@pytest.mark.parametrize("name", TEST_PRESETS)
+def test_preset_builds_and_runs(name):
+    model = zoo.load(name)
+    out = model.predict(_input(model, 2), verbose=0)
+    assert out["keypoints"].shape == (2, model.num_keypoints, 2)
+
+
+@pytest.mark.parametrize("name", TEST_PRESETS)
+def test_save_preset_round_trip(name, tmp_path):
+    model = zoo.load(name)
+    x = _input(model)
+    zoo.save_preset(model, tmp_path / "preset")
+    files = sorted(p.name for p in (tmp_path / "preset").iterdir())
+    assert files == ["config.json", "metadata.json", "model.weights.h5"]
+    revived = zoo.load(str(tmp_path / "preset"))
+    assert type(revived) is type(model)
+    np.testing.assert_allclose(
+        to_numpy(revived(x)), to_numpy(model(x)), atol=1e-6
+    )
+
+
+def test_unknown_name_suggests_without_correcting():
+    with pytest.raises(ValueError, match="Did you mean: hrnet_w32"):
+        zoo.load("hrnet_w23")
+    with pytest.raises(ValueError, match="list_models"):
+        zoo.load("clowntown")
+    with pytest.raises(ValueError, match="Known tags: coco_256x192"):
+        zoo.load("hrnet_w32.coco_999x1")
+
+
+def test_path_like_name_is_not_a_registry_name(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a kerapose preset"):
+        zoo.load(str(tmp_path / "hrnet_w32"))
+
+
+def test_list_models_and_describe():
+    assert zoo.list_models("hrnet_*") == ["hrnet_w32", "hrnet_w48"]
+    assert "hrnet_w32.coco_384x288" in zoo.list_models(pretrained=True)
+    info = zoo.describe("hrnet_w32.coco_384x288")
+    assert info["family"] == "hrnet"
+    assert list(info["tags"]) == ["coco_384x288"]
+    assert info["tags"]["coco_384x288"]["image_shape"] == [384, 288, 3]
+    assert info["default_tag"] == "coco_256x192"
+
+
+def test_tag_sets_input_size():
+    model = zoo.load("hrnet_w32.coco_384x288", compile=False)
+    assert model.input_shape == (None, 384, 288, 3)
+    assert model.output_shape == (None, 96, 72, 17)
+    assert model.codec.heatmap_size == (96, 72)
+
+
+def test_input_shape_override():
+    model = zoo.load("test_hrnet", input_shape=(96, 64, 3))
+    assert model.output_shape == (None, 24, 16, 17)
+    assert model.codec.input_size == (96, 64)
+
+
+def test_default_weights_missing_says_how_to_get_them():
+    with pytest.raises(FileNotFoundError, match="kerapose convert hrnet_w32"):
+        zoo.load("hrnet_w32", weights="default")
+
+
+def test_bad_weights_argument():
+    with pytest.raises(FileNotFoundError, match="not found"):
+        zoo.load("test_hrnet", weights="no/such/file.weights.h5")
+    with pytest.raises(TypeError, match="weights"):
+        zoo.load("test_hrnet", weights=3)
+
+
+def test_weights_round_trip_strict(tmp_path):
+    model = zoo.load("test_hrnet")
+    path = zoo.save_weights(model, tmp_path / "m.weights.h5")
+    other = zoo.load("test_hrnet", weights=str(path))
+    x = _input(model)
+    np.testing.assert_allclose(to_numpy(other(x)), to_numpy(model(x)))
+
+
+def test_corrupt_weights_file(tmp_path):
+    model = zoo.load("test_hrnet")
+    path = zoo.save_weights(model, tmp_path / "m.weights.h5")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match="truncated or not an HDF5"):
+        zoo.load("test_hrnet", weights=str(path))
+    path.write_text("not a weights file")
+    with pytest.raises(ValueError, match="truncated or not an HDF5"):
+        zoo.load("test_hrnet", weights=str(path))
+
+
+def test_mismatched_weights_are_refused_whole(tmp_path):
+    small = zoo.load("test_hrnet", num_keypoints=5)
+    path = zoo.save_weights(small, tmp_path / "k5.weights.h5")
+    model = zoo.load("test_hrnet")
+    before = [to_numpy(v).copy() for v in model.weights]
+    from kerapose.zoo import load_weights
+
+    with pytest.raises(CheckpointMismatchError, match="heatmap_head/kernel"):
+        load_weights(model, path)
+    after = [to_numpy(v) for v in model.weights]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_num_keypoints_override_loads_backbone_only(tmp_path):
+    full = zoo.load("test_hrnet")
+    path = zoo.save_weights(full, tmp_path / "k17.weights.h5")
+    model = zoo.load("test_hrnet", weights=str(path), num_keypoints=5)
+    assert model.output_shape[-1] == 5
+    for a, b in zip(full.backbone.weights, model.backbone.weights):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+
+
+def test_url_download_checks_sha256(tmp_path):
+    model = zoo.load("test_hrnet")
+    path = zoo.save_weights(model, tmp_path / "remote.weights.h5")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    url = path.as_uri()
+    loaded = zoo.load("test_hrnet", weights=url, sha256=digest)
+    x = _input(model)
+    np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(model(x)))
+    cached = zoo.kerapose_home() / "weights" / "remote.weights.h5"
+    assert cached.is_file()
+    with pytest.raises(ValueError, match="sha256 mismatch"):
+        zoo.download(url.replace("remote", "remote"), "0" * 64, "other")
+    assert not (zoo.kerapose_home() / "other" / "remote.weights.h5").exists()
+    with pytest.raises(ValueError, match="without a sha256"):
+        zoo.load("test_hrnet", weights=url)
+
+
+def test_preset_dir_with_broken_config(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        zoo.load(str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({"class_name": "x"}))
+    with pytest.raises(Exception):
+        zoo.load(str(tmp_path))
