@@ -28,6 +28,7 @@ from kerapose.data.transforms import augment
 from kerapose.data.transforms import compose_affine
 from kerapose.data.transforms import flip_matrix
 from kerapose.data.transforms import get_affine_matrix
+from kerapose.data.transforms import get_inverse_affine
 from kerapose.data.transforms import normalize_image
 
 __all__ = ["build_top_down_dataset", "make_top_down_dataset"]
@@ -231,16 +232,13 @@ class _Prepare:
 
     def __call__(self, elem, seed):
         raw = tf.io.read_file(elem["image_path"])
-        # INTEGER_ACCURATE decodes exactly like OpenCV (the official code).
-        image = tf.io.decode_jpeg(
-            raw, channels=3, dct_method="INTEGER_ACCURATE"
-        )
+        shape = tf.io.extract_jpeg_shape(raw)
         sample = {
             "center": elem["center"],
             "scale": elem["scale"],
             "keypoints": elem["keypoints"],
             "visibility": elem["visibility"],
-            "image_width": tf.shape(image)[1],
+            "image_width": shape[1],
             "rotation": tf.constant(0.0),
             "flip": tf.constant(False),
         }
@@ -258,6 +256,22 @@ class _Prepare:
             compose_affine(matrix, flip_matrix(sample["image_width"])),
             matrix,
         )
+        # Decode only the part of the JPEG the crop samples (people are
+        # often small); exact, as libjpeg decodes the window's blocks the
+        # same way. INTEGER_ACCURATE matches OpenCV (the official code).
+        window = _source_window(image_matrix, size, shape[0], shape[1])
+        image = tf.io.decode_and_crop_jpeg(
+            raw, window, channels=3, dct_method="INTEGER_ACCURATE"
+        )
+        offset = tf.cast(tf.stack([window[1], window[0]]), tf.float32)
+        image_matrix = tf.concat(
+            [
+                image_matrix[:, :2],
+                image_matrix[:, 2:]
+                + tf.linalg.matvec(image_matrix[:, :2], offset)[:, None],
+            ],
+            axis=1,
+        )
         crop = affine_warp_image(image, image_matrix, size)
         crop = tf.ensure_shape(normalize_image(crop), (*size, 3))
         keypoints = affine_points(sample["keypoints"], matrix)
@@ -271,3 +285,27 @@ class _Prepare:
             "keypoint_weights": weights,
             "meta": meta,
         }
+
+
+def _source_window(matrix, output_size, height, width, margin=2):
+    """``[y, x, h, w]`` of the image pixels a warp can sample, clipped.
+
+    The crop's corner pixels are mapped back to the image; ``margin``
+    covers the bilinear neighbours. A crop wholly outside the image gets
+    a one-pixel window at the nearest edge, more than one pixel away from
+    every sample, so the crop stays all fill.
+    """
+    out_h, out_w = output_size
+    corners = tf.constant(
+        [[0, 0], [out_w - 1, 0], [0, out_h - 1], [out_w - 1, out_h - 1]],
+        tf.float32,
+    )
+    inverse = get_inverse_affine(matrix)
+    points = affine_points(corners, inverse)
+    low = tf.cast(tf.floor(tf.reduce_min(points, 0)), tf.int32) - margin
+    high = tf.cast(tf.math.ceil(tf.reduce_max(points, 0)), tf.int32) + margin
+    limit = tf.stack([width, height]) - 1
+    low = tf.clip_by_value(low, 0, limit)
+    high = tf.clip_by_value(high, low, limit)
+    size = high - low + 1
+    return tf.stack([low[1], low[0], size[1], size[0]])

@@ -28,7 +28,9 @@ __all__ = [
     "augment",
     "default_upper_body_indices",
     "flip_matrix",
+    "compose_affine",
     "get_affine_matrix",
+    "get_inverse_affine",
     "normalize_image",
 ]
 
@@ -53,10 +55,10 @@ def normalize_image(image: Any, max_value: float = 255.0) -> tf.Tensor:
         float32 tensor of the same shape, ``(image / max_value - mean) /
         std`` per channel.
     """
-    image = tf.cast(image, tf.float32)
-    mean = tf.constant(IMAGENET_MEAN, tf.float32) * max_value
-    std = tf.constant(IMAGENET_STD, tf.float32) * max_value
-    return (image - mean) / std
+    # One multiply-add per value: x / (max * std) - mean / std.
+    gain = [1.0 / (max_value * s) for s in IMAGENET_STD]
+    bias = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
+    return tf.cast(image, tf.float32) * gain + bias
 
 
 def get_affine_matrix(
@@ -124,7 +126,9 @@ def affine_points(points: Any, matrix: Any) -> tf.Tensor:
     return tf.linalg.matvec(matrix[:, :2], points) + matrix[:, 2]
 
 
-def _invert_affine(matrix: tf.Tensor) -> tf.Tensor:
+def get_inverse_affine(matrix: Any) -> tf.Tensor:
+    """Inverse of a (2, 3) affine matrix."""
+    matrix = tf.cast(matrix, tf.float32)
     a, b, c = matrix[0, 0], matrix[0, 1], matrix[0, 2]
     d, e, f = matrix[1, 0], matrix[1, 1], matrix[1, 2]
     det = a * e - b * d
@@ -152,7 +156,7 @@ def affine_warp_image(
     image = tf.cast(image, tf.float32)
     # The op maps each output pixel to the input, so it wants the inverse;
     # its pixel centres sit on integers, as in OpenCV.
-    inv = _invert_affine(tf.cast(matrix, tf.float32))
+    inv = get_inverse_affine(matrix)
     transform = tf.concat([tf.reshape(inv, [6]), tf.zeros([2])], axis=0)
     crop = tf.raw_ops.ImageProjectiveTransformV3(
         images=image[None],

@@ -81,6 +81,8 @@ def test_module_does_not_import_torch_and_works_without_it(hrnet_pth):
         text=True,
         cwd=REPO_ROOT,
         check=True,
+        # Without torch the keras import must not ask for the torch backend.
+        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
     )
     n_keys = len(read_checkpoint(hrnet_pth, use_torch=False))
     assert out.stdout.split() == [str(n_keys), "None"]
