@@ -18,5 +18,7 @@ def shared_path(*parts):
     """A path under ../shared, or skip the test when it is absent."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} is absent (shared test data is not in this checkout)")
+        pytest.skip(
+            f"{path} is absent (shared test data is not in this checkout)"
+        )
     return path

@@ -26,9 +26,7 @@ def _files():
 
 @pytest.mark.parametrize("path", list(_files()), ids=lambda p: p.name)
 def test_no_backend_imports(path):
-    bad = [
-        m for m in _imports(path) if m.split(".")[0] in FORBIDDEN
-    ]
+    bad = [m for m in _imports(path) if m.split(".")[0] in FORBIDDEN]
     assert not bad, f"{path} imports {bad}; use keras.ops instead"
 
 

@@ -11,7 +11,9 @@ def test_exports_match_init_files():
         assert getattr(module, attr, None) is symbol, (
             f"{path} is exported but not re-exported by {module_name}"
         )
-        assert attr in module.__all__, f"{attr} missing from {module_name}.__all__"
+        assert attr in module.__all__, (
+            f"{attr} missing from {module_name}.__all__"
+        )
 
 
 def test_all_sorted():

@@ -197,3 +197,11 @@ def get_keypoint_spec(name_or_spec):
             f"Unknown keypoint spec {name_or_spec!r}; known specs: {known}."
         )
     return spec
+
+
+def spec_for_num_keypoints(num_keypoints):
+    """The built-in spec with `num_keypoints` keypoints, or `None`."""
+    for spec in _SPECS.values():
+        if spec.num_keypoints == num_keypoints:
+            return spec
+    return None

@@ -100,7 +100,9 @@ class TestCase(parameterized.TestCase):
             targets = [np.zeros(tuple(o.shape), "float32") for o in flat_eager]
             x = list(input_data) if is_list else input_data
             y = targets if len(targets) > 1 else targets[0]
-            history = model.fit(x, y, epochs=1, batch_size=len(flat_eager[0]), verbose=0)
+            history = model.fit(
+                x, y, epochs=1, batch_size=len(flat_eager[0]), verbose=0
+            )
             self.assertTrue(np.isfinite(history.history["loss"][0]))
         return layer
 
@@ -121,7 +123,8 @@ class TestCase(parameterized.TestCase):
         self.assertAllClose(output, predicted, atol=1e-5)
         if expected_pyramid_shapes is not None:
             got = {
-                k: tuple(v.shape[1:3]) for k, v in backbone.pyramid_outputs.items()
+                k: tuple(v.shape[1:3])
+                for k, v in backbone.pyramid_outputs.items()
             }
             self.assertEqual(got, expected_pyramid_shapes)
         height, width = input_data.shape[1:3]
@@ -134,7 +137,9 @@ class TestCase(parameterized.TestCase):
         self.assertLen(set(paths), len(paths), "variable paths must be unique")
         return backbone
 
-    def run_estimator_test(self, model, input_data, train_targets, sample_weight):
+    def run_estimator_test(
+        self, model, input_data, train_targets, sample_weight
+    ):
         """fit one step, finite gradients, predict decodes, compile needed."""
         import kerapose.zoo as zoo  # noqa: F401
 
@@ -168,7 +173,9 @@ class TestCase(parameterized.TestCase):
             self.assertTrue(np.all(np.isfinite(to_numpy(v))), v.path)
         out = model.predict(input_data, verbose=0)
         batch = len(input_data)
-        self.assertEqual(out["keypoints"].shape, (batch, model.num_keypoints, 2))
+        self.assertEqual(
+            out["keypoints"].shape, (batch, model.num_keypoints, 2)
+        )
         self.assertEqual(out["scores"].shape, (batch, model.num_keypoints))
         return out
 
@@ -180,5 +187,7 @@ class TestCase(parameterized.TestCase):
             model.save(path)
             revived = keras.models.load_model(path)
         self.assertIsInstance(revived, type(model))
-        self.assertAllClose(revived(input_data, training=False), expected, atol=atol)
+        self.assertAllClose(
+            revived(input_data, training=False), expected, atol=atol
+        )
         return revived

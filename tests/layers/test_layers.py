@@ -37,8 +37,7 @@ class LayerTest(TestCase):
         y = to_numpy(layer(x))[0, :, :, 0]
         padded = np.pad(x[0, :, :, 0], 1)
         expected = [
-            [padded[r : r + 3, c : c + 3].sum() for c in (0, 2)]
-            for r in (0, 2)
+            [padded[r : r + 3, c : c + 3].sum() for c in (0, 2)] for r in (0, 2)
         ]
         np.testing.assert_allclose(y, expected, rtol=1e-5)
 

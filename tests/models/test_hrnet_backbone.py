@@ -14,9 +14,11 @@ TINY = {
 
 class HRNetBackboneTest(TestCase):
     def setUp(self):
-        self.input_data = np.random.default_rng(0).normal(
-            size=(2, 64, 64, 3)
-        ).astype("float32")
+        self.input_data = (
+            np.random.default_rng(0)
+            .normal(size=(2, 64, 64, 3))
+            .astype("float32")
+        )
 
     def test_backbone_basics(self):
         self.run_backbone_test(

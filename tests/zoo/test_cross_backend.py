@@ -36,8 +36,14 @@ def test_weights_load_on_other_backend(other, tmp_path):
     np.save(tmp_path / "x.npy", x)
     env = {**os.environ, "KERAS_BACKEND": other}
     subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(weights), str(tmp_path / "x.npy"),
-         str(tmp_path / "y.npy")],
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            str(weights),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "y.npy"),
+        ],
         check=True,
         env=env,
         capture_output=True,

@@ -14,7 +14,9 @@ CARDS = Path(__file__).resolve().parents[2] / "zoo"
 
 def card_rows(family):
     text = (CARDS / family / "README.md").read_text()
-    table = text.split("<!-- model-table -->")[1].split("<!-- /model-table -->")[0]
+    table = text.split("<!-- model-table -->")[1].split(
+        "<!-- /model-table -->"
+    )[0]
     rows = []
     for line in table.strip().splitlines()[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]

@@ -1,0 +1,5 @@
+import sys
+
+from kerapose.cli import main
+
+sys.exit(main())
