@@ -1,5 +1,6 @@
 """Losses (keras.ops only)."""
 
 from kerapose.losses.keypoint_mse import KeypointMSE as KeypointMSE
+from kerapose.losses.ohkm_mse import OHKMMSE as OHKMMSE
 
-__all__ = ["KeypointMSE"]
+__all__ = ["KeypointMSE", "OHKMMSE"]
