@@ -111,6 +111,13 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def _nproc() -> int:
+    # Like `nproc`: the cores this process may run on.
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _section(result: dict, args: argparse.Namespace, command: str) -> str:
     h, w = args.image_size
     return "\n".join(
@@ -118,7 +125,7 @@ def _section(result: dict, args: argparse.Namespace, command: str) -> str:
             SECTION,
             "",
             f"Measured {datetime.date.today().isoformat()} on a machine "
-            f"with {os.cpu_count()} CPU cores (nproc), TensorFlow "
+            f"with {_nproc()} CPU cores (nproc), TensorFlow "
             f"{tf.__version__}.",
             "",
             f"Synthetic COCO set: {args.num_images} JPEGs of {w}x{h}, "

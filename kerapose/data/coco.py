@@ -241,8 +241,6 @@ def _read_json(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    except FileNotFoundError:
-        raise
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err}).") from err
 
@@ -294,6 +292,8 @@ def _index_images(data: dict, ann_file: str) -> dict:
     for i, img in enumerate(images):
         where = f"{ann_file}: images[{i}]"
         info = {key: _require(img, key, where) for key in ("id", "file_name")}
+        if isinstance(info["id"], bool) or not isinstance(info["id"], int):
+            raise ValueError(f"{where}: 'id' must be an integer.")
         for key in ("width", "height"):
             info[key] = _number(_require(img, key, where), key, where)
         index[info["id"]] = info

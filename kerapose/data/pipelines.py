@@ -177,6 +177,13 @@ def make_top_down_dataset(
     keys += _META_KEYS[2:] if include_meta else ()
     ds = tf.data.Dataset.from_tensor_slices({k: instances[k] for k in keys})
     prepare = _Prepare(codec, spec, training, augment_config or AugmentConfig())
+
+    def select(out):
+        # Only what the consumer wants goes through batching.
+        if include_meta:
+            return out["images"], out["meta"]
+        return out["images"], out["heatmaps"], out["keypoint_weights"]
+
     if training:
         if seed is None:
             seed = secrets.randbits(31)
@@ -192,13 +199,13 @@ def make_top_down_dataset(
         )
         ds = tf.data.Dataset.zip(ds, draws).enumerate()
         ds = ds.map(
-            lambda i, pair: prepare(pair[0], tf.stack([pair[1], i])),
+            lambda i, pair: select(prepare(pair[0], tf.stack([pair[1], i]))),
             num_parallel_calls=num_parallel_calls,
             deterministic=True,
         )
     else:
         ds = ds.map(
-            lambda elem: prepare(elem, None),
+            lambda elem: select(prepare(elem, None)),
             num_parallel_calls=num_parallel_calls,
             deterministic=True,
         )
@@ -206,16 +213,6 @@ def make_top_down_dataset(
     # loader's cheap checks) is dropped with a logged warning.
     ds = ds.ignore_errors(log_warning=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    if include_meta:
-        ds = ds.map(lambda out: (out["images"], out["meta"]))
-    else:
-        ds = ds.map(
-            lambda out: (
-                out["images"],
-                out["heatmaps"],
-                out["keypoint_weights"],
-            )
-        )
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -232,7 +229,7 @@ class _Prepare:
 
     def __call__(self, elem, seed):
         raw = tf.io.read_file(elem["image_path"])
-        shape = tf.io.extract_jpeg_shape(raw)
+        shape = _image_shape(raw)
         sample = {
             "center": elem["center"],
             "scale": elem["scale"],
@@ -256,13 +253,8 @@ class _Prepare:
             compose_affine(matrix, flip_matrix(sample["image_width"])),
             matrix,
         )
-        # Decode only the part of the JPEG the crop samples (people are
-        # often small); exact, as libjpeg decodes the window's blocks the
-        # same way. INTEGER_ACCURATE matches OpenCV (the official code).
         window = _source_window(image_matrix, size, shape[0], shape[1])
-        image = tf.io.decode_and_crop_jpeg(
-            raw, window, channels=3, dct_method="INTEGER_ACCURATE"
-        )
+        image = _decode_window(raw, window)
         offset = tf.cast(tf.stack([window[1], window[0]]), tf.float32)
         image_matrix = tf.concat(
             [
@@ -285,6 +277,49 @@ class _Prepare:
             "keypoint_weights": weights,
             "meta": meta,
         }
+
+
+def _is_jpeg(raw):
+    return tf.strings.substr(raw, 0, 3) == b"\xff\xd8\xff"
+
+
+def _image_shape(raw):
+    """(height, width) from the JPEG or PNG header, without decoding."""
+
+    def png_shape():
+        # IHDR: big-endian uint32 width and height at bytes 16-23.
+        b = tf.cast(
+            tf.io.decode_raw(tf.strings.substr(raw, 16, 8), tf.uint8), tf.int32
+        )
+        width = b[0] * 2**24 + b[1] * 2**16 + b[2] * 2**8 + b[3]
+        height = b[4] * 2**24 + b[5] * 2**16 + b[6] * 2**8 + b[7]
+        return tf.stack([height, width])
+
+    return tf.cond(
+        _is_jpeg(raw), lambda: tf.io.extract_jpeg_shape(raw)[:2], png_shape
+    )
+
+
+def _decode_window(raw, window):
+    """RGB pixels of ``window`` = ``[y, x, h, w]``, uint8.
+
+    JPEGs decode only the window (people are often small); that is exact,
+    as libjpeg decodes the window's blocks the same way. INTEGER_ACCURATE
+    matches OpenCV, which the official code uses.
+    """
+
+    def jpeg():
+        return tf.io.decode_and_crop_jpeg(
+            raw, window, channels=3, dct_method="INTEGER_ACCURATE"
+        )
+
+    def png():
+        image = tf.io.decode_png(raw, channels=3, dtype=tf.uint8)
+        return tf.slice(
+            image, [window[0], window[1], 0], [window[2], window[3], 3]
+        )
+
+    return tf.cond(_is_jpeg(raw), jpeg, png)
 
 
 def _source_window(matrix, output_size, height, width, margin=2):

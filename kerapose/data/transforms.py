@@ -106,28 +106,60 @@ def get_affine_matrix(
 
 
 def flip_matrix(image_width: Any) -> tf.Tensor:
-    """(2, 3) matrix of the official mirror ``x -> width - 1 - x``."""
+    """The official horizontal mirror ``x -> width - 1 - x`` as a matrix.
+
+    Args:
+        image_width: Image width in pixels (scalar).
+
+    Returns:
+        (2, 3) float32 matrix.
+    """
     w = tf.cast(image_width, tf.float32)
     zero, one = tf.zeros_like(w), tf.ones_like(w)
     return tf.stack([[-one, zero, w - 1.0], [zero, one, zero]])
 
 
-def compose_affine(outer: tf.Tensor, inner: tf.Tensor) -> tf.Tensor:
-    """(2, 3) matrix of ``outer(inner(p))``."""
+def compose_affine(outer: Any, inner: Any) -> tf.Tensor:
+    """Composes two affine maps.
+
+    Args:
+        outer: (2, 3) matrix applied second.
+        inner: (2, 3) matrix applied first.
+
+    Returns:
+        (2, 3) float32 matrix of ``outer(inner(p))``.
+    """
+    outer = tf.cast(outer, tf.float32)
+    inner = tf.cast(inner, tf.float32)
     linear = tf.matmul(outer[:, :2], inner[:, :2])
     shift = tf.linalg.matvec(outer[:, :2], inner[:, 2]) + outer[:, 2]
     return tf.concat([linear, shift[:, None]], axis=1)
 
 
 def affine_points(points: Any, matrix: Any) -> tf.Tensor:
-    """Applies a (2, 3) matrix to (..., 2) points."""
+    """Maps points with an affine matrix (the official ``affine_transform``).
+
+    Args:
+        points: (..., 2) (x, y) points.
+        matrix: (2, 3) matrix.
+
+    Returns:
+        (..., 2) float32 mapped points.
+    """
     points = tf.cast(points, tf.float32)
     matrix = tf.cast(matrix, tf.float32)
     return tf.linalg.matvec(matrix[:, :2], points) + matrix[:, 2]
 
 
 def get_inverse_affine(matrix: Any) -> tf.Tensor:
-    """Inverse of a (2, 3) affine matrix."""
+    """Inverts an affine map.
+
+    Args:
+        matrix: (2, 3) matrix with a non-singular linear part.
+
+    Returns:
+        (2, 3) float32 matrix of the inverse map.
+    """
     matrix = tf.cast(matrix, tf.float32)
     a, b, c = matrix[0, 0], matrix[0, 1], matrix[0, 2]
     d, e, f = matrix[1, 0], matrix[1, 1], matrix[1, 2]

@@ -1,3 +1,4 @@
+import keras
 from keras import layers
 from keras import ops
 
@@ -8,6 +9,17 @@ from kerapose.api_export import kerapose_export
 # checkpoints.
 TORCH_BN_EPSILON = 1e-5
 TORCH_BN_MOMENTUM = 0.9
+
+
+def official_conv_initializer():
+    """Normal(0, 0.001), the HRNet / OmniPose official conv init.
+
+    With BatchNorm after every conv the scale hardly matters inside the
+    network, but a heatmap head initialised at Keras's default Glorot scale
+    starts with outputs of std ~1; MSE training then drives the features to
+    zero and stalls at the "predict no keypoints" plateau.
+    """
+    return keras.initializers.RandomNormal(stddev=0.001)
 
 
 @kerapose_export("kerapose.layers.ConvBNAct")
@@ -28,6 +40,8 @@ class ConvBNAct(layers.Layer):
         bn_epsilon: float. Defaults to `1e-5`.
         bn_momentum: float. Keras convention (`1 - torch momentum`).
             Defaults to `0.9`.
+        kernel_initializer: initializer for the conv kernel. Defaults to
+            normal with std 0.001 (the official HRNet init).
 
     Example:
     ```python
@@ -45,6 +59,7 @@ class ConvBNAct(layers.Layer):
         use_bias=False,
         bn_epsilon=TORCH_BN_EPSILON,
         bn_momentum=TORCH_BN_MOMENTUM,
+        kernel_initializer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -63,6 +78,9 @@ class ConvBNAct(layers.Layer):
         self.use_bias = use_bias
         self.bn_epsilon = bn_epsilon
         self.bn_momentum = bn_momentum
+        self.kernel_initializer = keras.initializers.get(
+            kernel_initializer or official_conv_initializer()
+        )
         self._pad = self.kernel_size // 2 if self.strides > 1 else 0
         self.conv = layers.Conv2D(
             self.filters,
@@ -70,6 +88,7 @@ class ConvBNAct(layers.Layer):
             strides=self.strides,
             padding="valid" if self._pad else "same",
             use_bias=use_bias,
+            kernel_initializer=self.kernel_initializer,
             dtype=self.dtype_policy,
             name="conv",
         )
@@ -124,6 +143,9 @@ class ConvBNAct(layers.Layer):
                 "use_bias": self.use_bias,
                 "bn_epsilon": self.bn_epsilon,
                 "bn_momentum": self.bn_momentum,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
             }
         )
         return config

@@ -3,6 +3,7 @@ from keras import layers
 
 from kerapose.api_export import kerapose_export
 from kerapose.codecs.msra_heatmap import MSRAHeatmap
+from kerapose.layers.conv_bn_act import official_conv_initializer
 from kerapose.losses.keypoint_mse import KeypointMSE
 from kerapose.models.pose_estimator import PoseEstimator
 
@@ -67,6 +68,8 @@ class TopDownPoseEstimator(PoseEstimator):
             num_keypoints,
             head_kernel_size,
             padding="same",
+            kernel_initializer=official_conv_initializer(),
+            bias_initializer="zeros",
             dtype=dtype,
             name="heatmap_head",
         )(features)

@@ -192,8 +192,9 @@ def load(
     if dtype is not None:
         config["config"]["dtype"] = dtype
         config["config"]["backbone"]["config"]["dtype"] = dtype
-    model = keras.saving.deserialize_keras_object(config)
+    # Resolve weights first: a missing file should fail before a slow build.
     path = _resolve_weights(arch, tag, preset, weights, sha256)
+    model = keras.saving.deserialize_keras_object(config)
     if path is not None:
         _load_into(model, path, preset_keypoints)
     if compile:
