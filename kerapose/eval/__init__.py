@@ -15,16 +15,22 @@ from kerapose.eval.functional import (
 from kerapose.eval.functional import oks_nms as oks_nms
 from kerapose.eval.functional import pckh as pckh
 from kerapose.eval.functional import rescore as rescore
+from kerapose.eval.top_down import COCOEvalCallback as COCOEvalCallback
+from kerapose.eval.top_down import evaluate_top_down as evaluate_top_down
+from kerapose.eval.top_down import score_predictions as score_predictions
 
 __all__ = [
+    "COCOEvalCallback",
     "COCOEvaluator",
     "COCO_SIGMAS",
     "CROWDPOSE_SIGMAS",
     "METRIC_NAMES",
     "MPII_JOINT_NAMES",
     "compute_oks",
+    "evaluate_top_down",
     "head_size_from_keypoints",
     "oks_nms",
     "pckh",
     "rescore",
+    "score_predictions",
 ]

@@ -103,11 +103,41 @@ def evaluate_top_down(
         verbose=verbose,
         return_report=True,
     )
-    spec = report.spec
     preds = predict_dataset(
-        model, dataset, spec.flip_indices if flip_test else None
+        model, dataset, report.spec.flip_indices if flip_test else None
     )
-    preds["rescored"] = rescore(
+    return score_predictions(
+        preds,
+        ann_file,
+        report.spec,
+        nms_threshold=nms_threshold,
+        rescore_threshold=rescore_threshold,
+        results_file=results_file,
+        verbose=verbose,
+    )
+
+
+def score_predictions(
+    preds: dict,
+    ann_file,
+    spec,
+    nms_threshold: float = 0.9,
+    rescore_threshold: float = 0.2,
+    results_file=None,
+    verbose: bool = False,
+) -> dict:
+    """Rescoring, per-image OKS NMS and pycocotools AP of predictions.
+
+    Args:
+        preds: dict as returned by `predict_dataset`: `keypoints` (N, K, 3),
+            `image_id`, `score` (box scores) and `area` (N,).
+        ann_file: ground-truth COCO keypoint JSON.
+        spec: keypoint spec (OKS sigmas).
+
+    Returns:
+        COCO metrics dict plus `num_predictions`.
+    """
+    rescored = rescore(
         preds["keypoints"][..., 2], preds["score"], rescore_threshold
     )
     evaluator = COCOEvaluator(ann_file, sigmas=spec.sigmas, verbose=verbose)
@@ -116,16 +146,14 @@ def evaluate_top_down(
         keep = idx[
             oks_nms(
                 preds["keypoints"][idx],
-                preds["rescored"][idx],
+                rescored[idx],
                 preds["area"][idx],
                 spec.sigmas,
                 threshold=nms_threshold,
             )
         ]
         evaluator.update(
-            preds["image_id"][keep],
-            preds["keypoints"][keep],
-            preds["rescored"][keep],
+            preds["image_id"][keep], preds["keypoints"][keep], rescored[keep]
         )
     if results_file is not None:
         evaluator.write_results_json(results_file)
