@@ -9,11 +9,13 @@ RSS belongs to one run:
 - baseline: import kerapose and build the W48 model, nothing else;
 - read: `read_checkpoint(path, use_torch=False)` (torch-free reader);
 - convert: `convert_checkpoint(model, path)` into a built W48 model, then
-  `zoo.save_weights(model, "....weights.h5")`.
+  `zoo.save_weights(model, "....weights.h5")`; once with the default
+  reader (torch when installed) and once with `import torch` blocked.
 
-Prints a markdown table; `--write` also updates BENCHMARKS.md.
+The parent process never imports kerapose: Linux carries a parent's peak
+RSS over into its children's `ru_maxrss`, so it must stay small.
 
-    python bench/convert_hrnet.py [--write] [--runs 3]
+    python bench/convert_hrnet.py [--write] [--runs 3] [--workdir DIR]
 """
 
 import argparse
@@ -27,8 +29,6 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-import numpy as np
-
 MODEL = "hrnet_w48"
 EXPECTED_PARAMS = 63_595_745  # official W48 256x192, buffers excluded
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -37,11 +37,20 @@ _COMMAND = "python bench/convert_hrnet.py --write"
 
 
 def _peak_rss_mib():
+    """`ru_maxrss` and, on Linux, this process image's `VmHWM`, in MiB."""
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+    peak = peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+    hwm = None
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) / 2**10
+    except OSError:
+        pass
+    return peak, hwm
 
 
 def _block_torch():
@@ -49,69 +58,6 @@ def _block_torch():
     if "torch" not in sys.modules:
         sys.modules["torch"] = None
     return sys.modules["torch"] is None
-
-
-# --------------------------------------------------------------- workers --
-
-
-def worker(kind, checkpoint, out_dir):
-    """One measurement; prints a JSON dict as the last line of stdout."""
-    result = {"kind": kind}
-    if kind == "read":
-        import keras
-
-        # kerapose imports keras, which needs torch on the torch backend.
-        blocked = keras.backend.backend() != "torch" and _block_torch()
-        from kerapose.convert.checkpoint_io import read_checkpoint
-
-        result["before_mib"] = _peak_rss_mib()
-        start = time.perf_counter()
-        state = read_checkpoint(checkpoint, use_torch=False)
-        result["seconds"] = time.perf_counter() - start
-        result["tensors"] = len(state)
-        result["torch_blocked"] = blocked
-    else:
-        import keras
-
-        if kind == "convert_notorch":
-            if keras.backend.backend() == "torch":
-                raise SystemExit("the torch backend cannot run without torch")
-            result["torch_blocked"] = _block_torch()
-        from kerapose import zoo
-        from kerapose.convert import convert_checkpoint
-
-        model = zoo.load(MODEL, compile=False)
-        result["backend"] = keras.backend.backend()
-        result["before_mib"] = _peak_rss_mib()
-        if kind != "baseline":
-            start = time.perf_counter()
-            report = convert_checkpoint(model, checkpoint)
-            mid = time.perf_counter()
-            weights = Path(out_dir) / f"{kind}.weights.h5"
-            zoo.save_weights(model, weights)
-            end = time.perf_counter()
-            result["convert_s"] = mid - start
-            result["save_s"] = end - mid
-            result["seconds"] = end - start
-            result["loaded"] = len(report.loaded)
-            result["ignored"] = len(report.ignored)
-            result["weights_file"] = str(weights)
-    result["torch_loaded"] = sys.modules.get("torch") is not None
-    result["peak_mib"] = _peak_rss_mib()
-    print(json.dumps(result))
-
-
-def _run_worker(kind, checkpoint, out_dir):
-    env = {**os.environ}
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    cmd = [sys.executable, __file__, "--worker", kind, str(checkpoint)]
-    out = subprocess.run(
-        [*cmd, str(out_dir)], env=env, capture_output=True, text=True
-    )
-    if out.returncode:
-        print(out.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"{kind} worker failed")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------ checkpoint --
@@ -128,6 +74,8 @@ def _official_shape(keras_shape, transform):
 
 
 def _random_tensor(rng, key, shape):
+    import numpy as np
+
     leaf = key.rsplit(".", 1)[1]
     if leaf == "running_var" or (leaf == "weight" and len(shape) == 1):
         return rng.uniform(0.5, 1.5, shape).astype(np.float32)
@@ -143,6 +91,8 @@ def official_state_dict(seed=0):
         the `_metadata` (module -> `{"version": n}`) that
         `nn.Module.state_dict()` attaches.
     """
+    import numpy as np
+
     from kerapose import zoo
     from kerapose.convert.hrnet import hrnet_key_map
 
@@ -172,11 +122,7 @@ def official_state_dict(seed=0):
 
 
 def count_params(state):
-    return sum(
-        int(np.prod(v.shape))
-        for k, v in state.items()
-        if not k.endswith(_BUFFERS)
-    )
+    return sum(v.size for k, v in state.items() if not k.endswith(_BUFFERS))
 
 
 def save_checkpoint(state, metadata, directory):
@@ -188,7 +134,7 @@ def save_checkpoint(state, metadata, directory):
 
         print(
             "torch is not installed: writing .safetensors instead of .pth, "
-            "so the rows below measure the safetensors reader, not the "
+            "so the read row measures the safetensors reader, not the "
             "torch-free .pth reader.",
             file=sys.stderr,
         )
@@ -202,11 +148,75 @@ def save_checkpoint(state, metadata, directory):
     return path
 
 
+# --------------------------------------------------------------- workers --
+
+
+def worker(kind, checkpoint, out_dir):
+    """One job in this (fresh) process; prints a JSON dict last on stdout."""
+    result = {"kind": kind}
+    if kind == "make":
+        state, metadata = official_state_dict()
+        result["params"] = count_params(state)
+        result["tensors"] = len(state)
+        result["bn"] = sum(k.endswith(".num_batches_tracked") for k in state)
+        result["path"] = str(save_checkpoint(state, metadata, out_dir))
+        print(json.dumps(result))
+        return
+    import keras
+
+    backend = keras.backend.backend()
+    result["backend"] = backend
+    if kind in ("read", "convert_notorch"):
+        # kerapose imports keras, which needs torch on the torch backend.
+        if backend == "torch" and kind == "convert_notorch":
+            raise SystemExit("the torch backend cannot run without torch")
+        result["torch_blocked"] = backend != "torch" and _block_torch()
+    if kind == "read":
+        from kerapose.convert.checkpoint_io import read_checkpoint
+
+        result["before_mib"] = _peak_rss_mib()[0]
+        start = time.perf_counter()
+        state = read_checkpoint(checkpoint, use_torch=False)
+        result["seconds"] = time.perf_counter() - start
+        result["tensors"] = len(state)
+    else:
+        from kerapose import zoo
+        from kerapose.convert import convert_checkpoint
+
+        model = zoo.load(MODEL, compile=False)
+        result["before_mib"] = _peak_rss_mib()[0]
+        if kind != "baseline":
+            start = time.perf_counter()
+            report = convert_checkpoint(model, checkpoint)
+            mid = time.perf_counter()
+            weights = Path(out_dir) / f"{MODEL}_{kind}.weights.h5"
+            zoo.save_weights(model, weights)
+            end = time.perf_counter()
+            result["convert_s"] = mid - start
+            result["save_s"] = end - mid
+            result["seconds"] = end - start
+            result["loaded"] = len(report.loaded)
+            result["ignored"] = len(report.ignored)
+            result["weights_file"] = str(weights)
+    result["torch_loaded"] = sys.modules.get("torch") is not None
+    result["peak_mib"], result["hwm_mib"] = _peak_rss_mib()
+    print(json.dumps(result))
+
+
+def _run_worker(kind, checkpoint, out_dir):
+    env = {**os.environ}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cmd = [sys.executable, __file__, "--worker", kind, str(checkpoint)]
+    out = subprocess.run(
+        [*cmd, str(out_dir)], env=env, capture_output=True, text=True
+    )
+    if out.returncode:
+        print(out.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"{kind} worker failed")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 # ------------------------------------------------------------------ main --
-
-
-def _mib(n_bytes):
-    return n_bytes / 2**20
 
 
 def _median(rows, field):
@@ -238,61 +248,71 @@ def measure(checkpoint, out_dir, runs, with_torch):
     return results
 
 
-def table(results, checkpoint, state, runs):
+def table(results, made, checkpoint, runs):
     base = results["baseline"]
     base_peak = _median(base, "peak_mib")
     convert = results["convert"]
     h5 = Path(convert[0]["weights_file"]).stat().st_size
     fmt = checkpoint.suffix.lstrip(".")
-    n_bn = sum(k.endswith(".num_batches_tracked") for k in state)
     lines = [
-        f"Random-weight official-format HRNet-W48 state dict: {len(state)} "
-        f"tensors ({n_bn} of them `num_batches_tracked`), "
-        f"{count_params(state):,} parameters excluding buffers. Keras "
-        f"backend: {base[0]['backend']}. Each row is a fresh subprocess; "
-        f"median of {runs} runs (min-max in brackets). Peak RSS is "
-        "`ru_maxrss`; 'before' is the peak just before the timed step "
-        "(imports and, for conversion, the built model).",
+        "Random-weight official-format HRNet-W48 state dict: "
+        f"{made['tensors']} tensors ({made['bn']} of them "
+        f"`num_batches_tracked`), {made['params']:,} parameters excluding "
+        f"buffers. Keras backend: {base[0]['backend']}. Each row is a fresh "
+        f"subprocess; median of {runs} runs (min-max in brackets). Peak RSS "
+        "is `ru_maxrss`; 'before' is the peak just before the timed step "
+        "(imports and, for conversion, the built model); the baseline "
+        "process only imports kerapose and builds the model.",
         "",
-        "| step | wall s | peak RSS MiB | before MiB | over baseline MiB |",
-        "|---|---|---|---|---|",
-        f"| baseline: import kerapose + build W48 | - "
-        f"| {_spread(base, 'peak_mib', '.0f')} | - | - |",
+        "| step | wall s | peak RSS MiB | before MiB | peak - before "
+        "| peak - baseline |",
+        "|---|---|---|---|---|---|",
+        "| baseline: import kerapose + build W48 | - "
+        f"| {_spread(base, 'peak_mib', '.0f')} | - | - | - |",
     ]
     rows = [
         ("read", f"read `.{fmt}` without torch (`use_torch=False`)"),
-        ("convert", "`convert_checkpoint` + `save_weights` (default reader)"),
-        ("convert_notorch", "same, torch import blocked"),
+        ("convert", "`convert_checkpoint` + `save_weights`, default reader"),
+        ("convert_notorch", "same, `import torch` blocked"),
     ]
     for kind, label in rows:
         if kind not in results:
             continue
         rs = results[kind]
-        over = "-"
-        if kind != "read":
-            over = f"{_median(rs, 'peak_mib') - base_peak:+.0f}"
+        peak = _median(rs, "peak_mib")
+        over_base = "-" if kind == "read" else f"{peak - base_peak:+.0f}"
+        own = statistics.median(r["peak_mib"] - r["before_mib"] for r in rs)
         lines.append(
             f"| {label} | {_spread(rs, 'seconds', '.2f')} "
             f"| {_spread(rs, 'peak_mib', '.0f')} "
-            f"| {_median(rs, 'before_mib'):.0f} | {over} |"
+            f"| {_median(rs, 'before_mib'):.0f} | {own:+.0f} | {over_base} |"
         )
-    split = (
-        f"Conversion split (median): convert "
-        f"{_median(convert, 'convert_s'):.2f} s, save "
-        f"{_median(convert, 'save_s'):.2f} s; torch imported: "
-        f"{convert[0]['torch_loaded']}."
-    )
+    lines += ["", "Conversion split (median):"]
+    for kind in ("convert", "convert_notorch"):
+        if kind in results:
+            rs = results[kind]
+            torch = "imported" if rs[0]["torch_loaded"] else "not imported"
+            lines.append(
+                f"- {kind}: read + assign {_median(rs, 'convert_s'):.2f} s, "
+                f"save_weights {_median(rs, 'save_s'):.2f} s; torch {torch}."
+            )
     read = results["read"][0]
+    hwm = [r["hwm_mib"] for rs in results.values() for r in rs]
+    peaks = [r["peak_mib"] for rs in results.values() for r in rs]
+    if all(h is not None for h in hwm):
+        gap = max(abs(p - h) for p, h in zip(peaks, hwm))
+        lines.append(
+            f"- `ru_maxrss` agrees with `/proc/self/status` VmHWM to within "
+            f"{gap:.0f} MiB in every run."
+        )
     lines += [
-        "",
-        split,
-        f"The read step loaded {read['tensors']} tensors with torch "
-        f"{'blocked' if read['torch_blocked'] else 'importable'}.",
+        f"- the read step returned {read['tensors']} tensors; torch "
+        f"{'blocked' if read['torch_blocked'] else 'importable'} there.",
         "",
         "| file | MiB |",
         "|---|---|",
-        f"| `{checkpoint.name}` | {_mib(checkpoint.stat().st_size):.1f} |",
-        f"| `{MODEL}.weights.h5` | {_mib(h5):.1f} |",
+        f"| `{checkpoint.name}` | {checkpoint.stat().st_size / 2**20:.1f} |",
+        f"| `{MODEL}.weights.h5` | {h5 / 2**20:.1f} |",
     ]
     return "\n".join(lines)
 
@@ -310,17 +330,16 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = Path(args.workdir or tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
-        state, metadata = official_state_dict()
-        params = count_params(state)
-        if params != EXPECTED_PARAMS:
+        made = _run_worker("make", "-", out_dir)
+        if made["params"] != EXPECTED_PARAMS:
             raise SystemExit(
-                f"state dict has {params:,} parameters, expected "
+                f"state dict has {made['params']:,} parameters, expected "
                 f"{EXPECTED_PARAMS:,}"
             )
-        checkpoint = save_checkpoint(state, metadata, out_dir)
+        checkpoint = Path(made["path"])
         with_torch = checkpoint.suffix == ".pth"
         results = measure(checkpoint, out_dir, args.runs, with_torch)
-        text = table(results, checkpoint, state, args.runs)
+        text = table(results, made, checkpoint, args.runs)
     print(text)
     if args.write:
         sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -44,6 +44,7 @@ import argparse
 import bisect
 import csv
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -210,6 +211,52 @@ class _FillMissingMetrics(keras.callbacks.Callback):
                 logs.setdefault(name, float("nan"))
 
 
+class _CoreSummary:
+    """`tf.summary`, with `scalar` written through core `tf.summary.write`.
+
+    `tf.summary.scalar` lives in the `tensorboard` package, which
+    tensorflow-cpu does not install; this writes the same scalar events
+    (plugin "scalars"), so TensorBoard shows them all the same.
+    """
+
+    def __getattr__(self, name):
+        import tensorflow as tf
+
+        return getattr(tf.summary, name)
+
+    def scalar(self, name, data, step=None, description=None):
+        import tensorflow as tf
+
+        metadata = tf.compat.v1.SummaryMetadata()
+        metadata.plugin_data.plugin_name = "scalars"
+        return tf.summary.write(
+            name, tf.cast(data, tf.float32), step=step, metadata=metadata
+        )
+
+
+class _TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, also without the `tensorboard` package.
+
+    Epoch scalars only (no graph, histograms or profiling), on every
+    backend: the events are written by TensorFlow, which the data pipeline
+    needs anyway.
+    """
+
+    def __init__(self, log_dir):
+        super().__init__(log_dir=log_dir, write_graph=False)
+
+    @property
+    def summary(self):
+        if self._summary_module is None:
+            if importlib.util.find_spec("tensorboard") is None:
+                self._summary_module = _CoreSummary()
+            else:
+                import tensorflow as tf
+
+                self._summary_module = tf.summary
+        return self._summary_module
+
+
 def _best_logged(csv_file, monitor, before_epoch):
     """Best `monitor` in a CSV log, over epochs before `before_epoch`."""
     best = None
@@ -280,9 +327,7 @@ def build_callbacks(cfg, out, val, resume_epoch):
         keras.callbacks.LearningRateScheduler(
             step_schedule(cfg.lr, cfg.lr_steps, cfg.lr_factor)
         ),
-        keras.callbacks.TensorBoard(
-            log_dir=str(out / "tensorboard"), write_graph=False
-        ),
+        _TensorBoard(str(out / "tensorboard")),
         keras.callbacks.ModelCheckpoint(
             str(out / "last.weights.h5"), save_weights_only=True
         ),

@@ -78,15 +78,15 @@ def get_affine_matrix(
     the middle of the output. Only ``scale[0]`` matters, as officially.
 
     Args:
-        center: (2,) box centre (x, y) in image pixels.
-        scale: (2,) box size (w, h) / 200.
-        rot_deg: Rotation in degrees; the crop shows the image turned
+        center: (..., 2) box centre (x, y) in image pixels.
+        scale: (..., 2) box size (w, h) / 200.
+        rot_deg: (...) rotation in degrees; the crop shows the image turned
             counter-clockwise (as displayed, y down) by this angle.
         output_size: ``(height, width)`` of the crop.
         inverse: Return the crop -> image matrix instead.
 
     Returns:
-        (2, 3) float32 matrix mapping image (x, y, 1) to crop (x, y).
+        (..., 2, 3) float32 matrix mapping image (x, y, 1) to crop (x, y).
     """
     center = tf.cast(center, tf.float32)
     scale = tf.cast(scale, tf.float32)
@@ -95,45 +95,53 @@ def get_affine_matrix(
     cos, sin = tf.cos(theta), tf.sin(theta)
     half_out = tf.constant([out_w * 0.5, out_h * 0.5], tf.float32)
     if inverse:
-        k = scale[0] * _PIXEL_STD / out_w
-        linear = k * tf.stack([[cos, -sin], [sin, cos]])
+        k = scale[..., 0] * _PIXEL_STD / out_w
+        linear = _matrix2x2(cos, -sin, sin, cos) * k[..., None, None]
         shift = center - tf.linalg.matvec(linear, half_out)
     else:
-        k = out_w / (scale[0] * _PIXEL_STD)
-        linear = k * tf.stack([[cos, sin], [-sin, cos]])
+        k = out_w / (scale[..., 0] * _PIXEL_STD)
+        linear = _matrix2x2(cos, sin, -sin, cos) * k[..., None, None]
         shift = half_out - tf.linalg.matvec(linear, center)
-    return tf.concat([linear, shift[:, None]], axis=1)
+    return tf.concat([linear, shift[..., None]], axis=-1)
+
+
+def _matrix2x2(a, b, c, d):
+    """(..., 2, 2) matrices ``[[a, b], [c, d]]`` of same-shape entries."""
+    return tf.stack([tf.stack([a, b], -1), tf.stack([c, d], -1)], -2)
 
 
 def flip_matrix(image_width: Any) -> tf.Tensor:
     """The official horizontal mirror ``x -> width - 1 - x`` as a matrix.
 
     Args:
-        image_width: Image width in pixels (scalar).
+        image_width: (...) image width in pixels.
 
     Returns:
-        (2, 3) float32 matrix.
+        (..., 2, 3) float32 matrix.
     """
     w = tf.cast(image_width, tf.float32)
     zero, one = tf.zeros_like(w), tf.ones_like(w)
-    return tf.stack([[-one, zero, w - 1.0], [zero, one, zero]])
+    return tf.stack(
+        [tf.stack([-one, zero, w - 1.0], -1), tf.stack([zero, one, zero], -1)],
+        -2,
+    )
 
 
 def compose_affine(outer: Any, inner: Any) -> tf.Tensor:
     """Composes two affine maps.
 
     Args:
-        outer: (2, 3) matrix applied second.
-        inner: (2, 3) matrix applied first.
+        outer: (..., 2, 3) matrix applied second.
+        inner: (..., 2, 3) matrix applied first.
 
     Returns:
-        (2, 3) float32 matrix of ``outer(inner(p))``.
+        (..., 2, 3) float32 matrix of ``outer(inner(p))``.
     """
     outer = tf.cast(outer, tf.float32)
     inner = tf.cast(inner, tf.float32)
-    linear = tf.matmul(outer[:, :2], inner[:, :2])
-    shift = tf.linalg.matvec(outer[:, :2], inner[:, 2]) + outer[:, 2]
-    return tf.concat([linear, shift[:, None]], axis=1)
+    linear = tf.matmul(outer[..., :2], inner[..., :2])
+    shift = tf.linalg.matvec(outer[..., :2], inner[..., 2]) + outer[..., 2]
+    return tf.concat([linear, shift[..., None]], axis=-1)
 
 
 def affine_points(points: Any, matrix: Any) -> tf.Tensor:
@@ -141,35 +149,34 @@ def affine_points(points: Any, matrix: Any) -> tf.Tensor:
 
     Args:
         points: (..., 2) (x, y) points.
-        matrix: (2, 3) matrix.
+        matrix: (2, 3) matrix, or a stack of them whose leading dims
+            broadcast against those of ``points`` (e.g. (B, 1, 2, 3) for
+            (B, K, 2) points).
 
     Returns:
         (..., 2) float32 mapped points.
     """
     points = tf.cast(points, tf.float32)
     matrix = tf.cast(matrix, tf.float32)
-    return tf.linalg.matvec(matrix[:, :2], points) + matrix[:, 2]
+    return tf.linalg.matvec(matrix[..., :2], points) + matrix[..., 2]
 
 
 def get_inverse_affine(matrix: Any) -> tf.Tensor:
     """Inverts an affine map.
 
     Args:
-        matrix: (2, 3) matrix with a non-singular linear part.
+        matrix: (..., 2, 3) matrix with a non-singular linear part.
 
     Returns:
-        (2, 3) float32 matrix of the inverse map.
+        (..., 2, 3) float32 matrix of the inverse map.
     """
     matrix = tf.cast(matrix, tf.float32)
-    a, b, c = matrix[0, 0], matrix[0, 1], matrix[0, 2]
-    d, e, f = matrix[1, 0], matrix[1, 1], matrix[1, 2]
+    a, b, c = matrix[..., 0, 0], matrix[..., 0, 1], matrix[..., 0, 2]
+    d, e, f = matrix[..., 1, 0], matrix[..., 1, 1], matrix[..., 1, 2]
     det = a * e - b * d
-    return tf.stack(
-        [
-            [e / det, -b / det, (b * f - c * e) / det],
-            [-d / det, a / det, (c * d - a * f) / det],
-        ]
-    )
+    linear = _matrix2x2(e, -b, -d, a) / det[..., None, None]
+    shift = tf.stack([b * f - c * e, c * d - a * f], -1) / det[..., None]
+    return tf.concat([linear, shift[..., None]], axis=-1)
 
 
 def affine_warp_image(
@@ -285,7 +292,7 @@ def augment(
     aspect_ratio: float,
     config: AugmentConfig | None = None,
 ) -> dict[str, tf.Tensor]:
-    """Draws the official random crop parameters for one instance.
+    """Draws the official random crop parameters for instances.
 
     Order as in the official code: half-body crop (on the unflipped
     labels), scale, rotation, then flip. The flip mirrors ``center`` and
@@ -293,10 +300,14 @@ def augment(
     with ``spec.flip_indices``; the image itself is mirrored inside the
     warp (see :func:`flip_matrix`).
 
+    Works on one instance or on a batch (any leading dims, written ``...``
+    below); a batch draws independent parameters for each instance from
+    the one ``seed``, in a few vectorised ops.
+
     Args:
-        sample: Dict with ``center`` (2,), ``scale`` (2,), ``keypoints``
-            (K, 2), ``visibility`` (K,) and ``image_width`` (scalar).
-            Other keys are passed through.
+        sample: Dict with ``center`` (..., 2), ``scale`` (..., 2),
+            ``keypoints`` (..., K, 2), ``visibility`` (..., K) and
+            ``image_width`` (...). Other keys are passed through.
         seed: (2,) integer seed for the stateless random ops.
         spec: Keypoint spec (flip pairs, half-body split).
         aspect_ratio: Input width / height.
@@ -304,23 +315,24 @@ def augment(
 
     Returns:
         A copy of ``sample`` with new ``center``, ``scale``,
-        ``keypoints`` and ``visibility``, plus ``rotation`` (degrees) and
-        ``flip`` (bool).
+        ``keypoints`` and ``visibility``, plus ``rotation`` (...) in
+        degrees and ``flip`` (...) bool.
     """
     config = config or AugmentConfig()
-    seeds = tf.random.experimental.stateless_split(
-        tf.cast(seed, tf.int64), num=6
-    )
-    normal = [tf.random.stateless_normal([], seeds[i]) for i in range(3)]
-    uniform = [tf.random.stateless_uniform([], seeds[i]) for i in range(3, 6)]
-    out = dict(sample)
     center = tf.cast(sample["center"], tf.float32)
     scale = tf.cast(sample["scale"], tf.float32)
     kpts = tf.cast(sample["keypoints"], tf.float32)
     vis = tf.cast(sample["visibility"], tf.float32)
+    shape = tf.shape(center)[:-1]  # () for one instance
+    seeds = tf.random.experimental.stateless_split(
+        tf.cast(seed, tf.int64), num=6
+    )
+    normal = [tf.random.stateless_normal(shape, seeds[i]) for i in range(3)]
+    uniform = [tf.random.stateless_uniform(shape, seeds[i]) for i in (3, 4, 5)]
+    out = dict(sample)
 
     labelled = vis > 0
-    num_labelled = tf.reduce_sum(tf.cast(labelled, tf.int32))
+    num_labelled = tf.reduce_sum(tf.cast(labelled, tf.int32), -1)
     try_half = (num_labelled > config.half_body_min_joints) & (
         uniform[0] < config.half_body_prob
     )
@@ -330,7 +342,8 @@ def augment(
     )  # fmt: skip
 
     sf = config.scale_factor
-    scale = scale * tf.clip_by_value(normal[1] * sf + 1.0, 1.0 - sf, 1.0 + sf)
+    factor = tf.clip_by_value(normal[1] * sf + 1.0, 1.0 - sf, 1.0 + sf)
+    scale = scale * factor[..., None]
     rf = config.rotation_factor
     rotation = tf.where(
         uniform[1] < config.rotation_prob,
@@ -341,16 +354,19 @@ def augment(
     flip = uniform[2] < config.flip_prob
     width = tf.cast(sample["image_width"], tf.float32)
     flip_idx = tf.constant(spec.flip_indices, tf.int32)
-    mirrored = tf.stack([width - kpts[:, 0] - 1.0, kpts[:, 1]], axis=-1)
-    kpts = tf.where(flip, tf.gather(mirrored, flip_idx), kpts)
-    vis = tf.where(flip, tf.gather(vis, flip_idx), vis)
-    center = tf.where(
-        flip, tf.stack([width - center[0] - 1.0, center[1]]), center
+    mirrored = tf.stack(
+        [width[..., None] - kpts[..., 0] - 1.0, kpts[..., 1]], axis=-1
     )
+    kpts = tf.where(
+        flip[..., None, None], tf.gather(mirrored, flip_idx, axis=-2), kpts
+    )
+    vis = tf.where(flip[..., None], tf.gather(vis, flip_idx, axis=-1), vis)
+    mirrored = tf.stack([width - center[..., 0] - 1.0, center[..., 1]], -1)
+    center = tf.where(flip[..., None], mirrored, center)
     out.update(
         center=center,
         scale=scale,
-        keypoints=kpts * tf.cast(vis > 0, tf.float32)[:, None],
+        keypoints=kpts * tf.cast(vis > 0, tf.float32)[..., None],
         visibility=vis,
         rotation=rotation,
         flip=flip,
@@ -369,26 +385,32 @@ def _half_body(
     is_upper = tf.constant(is_upper)
     upper = labelled & is_upper
     lower = labelled & ~is_upper
-    n_upper = tf.reduce_sum(tf.cast(upper, tf.int32))
-    n_lower = tf.reduce_sum(tf.cast(lower, tf.int32))
+    n_upper = tf.reduce_sum(tf.cast(upper, tf.int32), -1)
+    n_lower = tf.reduce_sum(tf.cast(lower, tf.int32), -1)
     # Officially `randn() < 0.5` (a normal draw, so upper ~69% of the time).
     pick_upper = (draw < 0.5) & (n_upper > 2)
-    selected = tf.where(pick_upper, upper, tf.where(n_lower > 2, lower, upper))
-    count = tf.reduce_sum(tf.cast(selected, tf.float32))
-    sel = tf.cast(selected, tf.float32)[:, None]
-    half_center = tf.reduce_sum(kpts * sel, 0) / tf.maximum(count, 1.0)
+    selected = tf.where(
+        pick_upper[..., None],
+        upper,
+        tf.where((n_lower > 2)[..., None], lower, upper),
+    )
+    count = tf.reduce_sum(tf.cast(selected, tf.float32), -1)
+    sel = tf.cast(selected, tf.float32)[..., None]
+    half_center = tf.reduce_sum(kpts * sel, -2) / tf.maximum(count, 1.0)[
+        ..., None
+    ]
     big = tf.constant(3.0e38, tf.float32)
-    low = tf.reduce_min(tf.where(selected[:, None], kpts, big), 0)
-    high = tf.reduce_max(tf.where(selected[:, None], kpts, -big), 0)
-    w, h = high[0] - low[0], high[1] - low[1]
+    low = tf.reduce_min(tf.where(selected[..., None], kpts, big), -2)
+    high = tf.reduce_max(tf.where(selected[..., None], kpts, -big), -2)
+    w, h = high[..., 0] - low[..., 0], high[..., 1] - low[..., 1]
     w, h = (
         tf.where(w < aspect_ratio * h, h * aspect_ratio, w),
         tf.where(w > aspect_ratio * h, w / aspect_ratio, h),
     )
-    half_scale = tf.stack([w, h]) / _PIXEL_STD * config.half_body_padding
+    half_scale = tf.stack([w, h], -1) / _PIXEL_STD * config.half_body_padding
     # Also refuse a zero-size box (coincident joints), which the official
     # code would turn into a singular transform.
-    use = enabled & (count >= 2) & (half_scale[0] > 0)
+    use = (enabled & (count >= 2) & (w > 0))[..., None]
     return (
         tf.where(use, half_center, center),
         tf.where(use, half_scale, scale),
