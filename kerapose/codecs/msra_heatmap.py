@@ -15,6 +15,12 @@ class MSRAHeatmap:
     of the network input and map to heatmap pixels by `x / stride`, as the
     official code does (no half-pixel offset).
 
+    With `refinement="dark"` the decode is distribution-aware (Zhang et al.,
+    DARK, CVPR 2020): the heatmap is smoothed by a Gaussian (keeping its
+    maximum), log-transformed, and the argmax moved by one Newton step of the
+    second-order Taylor expansion. `unbiased=True` centres the target
+    Gaussian at the exact sub-pixel location (DARK's unbiased encoding).
+
     Shapes: B batch, K keypoints, (H, W) input, (h, w) heatmap.
 
     Args:
@@ -22,9 +28,22 @@ class MSRAHeatmap:
         heatmap_size: tuple `(h, w)`. Heatmap size.
         sigma: float. Gaussian standard deviation in heatmap pixels. Defaults
             to `2.0`.
+        unbiased: bool. Sub-pixel Gaussian centres in `encode`. Defaults to
+            `False` (the HRNet recipe).
+        refinement: str. `"quarter"` (default) or `"dark"`.
+        blur_kernel_size: int. Odd size of the DARK modulation kernel;
+            its sigma follows OpenCV's rule (2.0 for 11). Defaults to `11`.
     """
 
-    def __init__(self, input_size=(256, 192), heatmap_size=(64, 48), sigma=2.0):
+    def __init__(
+        self,
+        input_size=(256, 192),
+        heatmap_size=(64, 48),
+        sigma=2.0,
+        unbiased=False,
+        refinement="quarter",
+        blur_kernel_size=11,
+    ):
         self.input_size = tuple(int(s) for s in input_size)
         self.heatmap_size = tuple(int(s) for s in heatmap_size)
         if len(self.input_size) != 2 or len(self.heatmap_size) != 2:
@@ -38,6 +57,19 @@ class MSRAHeatmap:
                 f"Received: {heatmap_size}, sigma={sigma}"
             )
         self.sigma = float(sigma)
+        if refinement not in ("quarter", "dark"):
+            raise ValueError(
+                "`refinement` must be 'quarter' or 'dark'. "
+                f"Received: {refinement!r}"
+            )
+        if blur_kernel_size % 2 != 1 or blur_kernel_size < 3:
+            raise ValueError(
+                "`blur_kernel_size` must be an odd int >= 3. "
+                f"Received: {blur_kernel_size}"
+            )
+        self.unbiased = bool(unbiased)
+        self.refinement = refinement
+        self.blur_kernel_size = int(blur_kernel_size)
 
     @property
     def stride(self):
@@ -70,8 +102,10 @@ class MSRAHeatmap:
         for i in range(k):
             if weights[i] == 0:
                 continue
-            mu_x = int(keypoints[i, 0] / self.stride[1] + 0.5)
-            mu_y = int(keypoints[i, 1] / self.stride[0] + 0.5)
+            mu_x = keypoints[i, 0] / self.stride[1]
+            mu_y = keypoints[i, 1] / self.stride[0]
+            if not self.unbiased:
+                mu_x, mu_y = int(mu_x + 0.5), int(mu_y + 0.5)
             if (
                 mu_x - radius >= w
                 or mu_y - radius >= h
@@ -112,28 +146,89 @@ class MSRAHeatmap:
         scores = ops.max(flat, axis=-1)
         px = ops.cast(idx % w, "int32")
         py = ops.cast(idx // w, "int32")
-
-        def at(dx, dy):
-            j = ops.clip(py + dy, 0, h - 1) * w + ops.clip(px + dx, 0, w - 1)
-            j = ops.expand_dims(ops.cast(j, "int32"), -1)
-            return ops.squeeze(ops.take_along_axis(flat, j, axis=-1), -1)
-
-        interior = ops.cast(
-            (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1), flat.dtype
-        )
-        dx = ops.sign(at(1, 0) - at(-1, 0)) * 0.25 * interior
-        dy = ops.sign(at(0, 1) - at(0, -1)) * 0.25 * interior
+        if self.refinement == "dark":
+            dx, dy = self._dark_offsets(heatmaps, px, py, h, w, k)
+        else:
+            dx, dy = self._quarter_offsets(flat, px, py, h, w)
         x = (ops.cast(px, flat.dtype) + dx) * self.stride[1]
         y = (ops.cast(py, flat.dtype) + dy) * self.stride[0]
         found = ops.cast(scores > 0, flat.dtype)
         keypoints = ops.stack([x * found, y * found], axis=-1)
         return keypoints, scores
 
+    @staticmethod
+    def _sampler(flat, px, py, h, w):
+        """Returns f(dx, dy) = heatmap value at (px + dx, py + dy), clipped."""
+
+        def at(dx, dy):
+            j = ops.clip(py + dy, 0, h - 1) * w + ops.clip(px + dx, 0, w - 1)
+            j = ops.expand_dims(ops.cast(j, "int32"), -1)
+            return ops.squeeze(ops.take_along_axis(flat, j, axis=-1), -1)
+
+        return at
+
+    def _quarter_offsets(self, flat, px, py, h, w):
+        at = self._sampler(flat, px, py, h, w)
+        interior = ops.cast(
+            (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1), flat.dtype
+        )
+        dx = ops.sign(at(1, 0) - at(-1, 0)) * 0.25 * interior
+        dy = ops.sign(at(0, 1) - at(0, -1)) * 0.25 * interior
+        return dx, dy
+
+    def _blur_kernel(self, k, dtype):
+        size = self.blur_kernel_size
+        sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8  # OpenCV's default rule
+        r = np.arange(size, dtype=np.float64) - (size - 1) / 2
+        g = np.exp(-(r**2) / (2 * sigma**2))
+        g = (g / g.sum()).astype(dtype)
+        return (
+            ops.convert_to_tensor(
+                np.tile(g[:, None, None, None], (1, 1, k, 1))
+            ),
+            ops.convert_to_tensor(
+                np.tile(g[None, :, None, None], (1, 1, k, 1))
+            ),
+        )
+
+    def _dark_offsets(self, heatmaps, px, py, h, w, k):
+        # Modulation: Gaussian smoothing with zero borders, rescaled so each
+        # map keeps its maximum, then log (DARK).
+        dtype = heatmaps.dtype
+        column, row = self._blur_kernel(k, "float32")
+        blurred = ops.depthwise_conv(
+            ops.cast(heatmaps, "float32"), column, padding="same"
+        )
+        blurred = ops.depthwise_conv(blurred, row, padding="same")
+        peak = ops.max(heatmaps, axis=(1, 2), keepdims=True)
+        blurred_peak = ops.max(blurred, axis=(1, 2), keepdims=True)
+        ratio = ops.where(
+            blurred_peak > 0, ops.cast(peak, "float32") / blurred_peak, 0.0
+        )
+        logs = ops.log(ops.maximum(blurred * ratio, 1e-10))
+        flat = ops.reshape(ops.transpose(logs, (0, 3, 1, 2)), (-1, k, h * w))
+        f = self._sampler(flat, px, py, h, w)
+        c = f(0, 0)
+        gx = 0.5 * (f(1, 0) - f(-1, 0))
+        gy = 0.5 * (f(0, 1) - f(0, -1))
+        hxx = 0.25 * (f(2, 0) - 2 * c + f(-2, 0))
+        hyy = 0.25 * (f(0, 2) - 2 * c + f(0, -2))
+        hxy = 0.25 * (f(1, 1) - f(1, -1) - f(-1, 1) + f(-1, -1))
+        det = hxx * hyy - hxy * hxy
+        ok = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2) & (det != 0)
+        safe = ops.where(ok, det, 1.0)
+        dx = ops.where(ok, -(hyy * gx - hxy * gy) / safe, 0.0)
+        dy = ops.where(ok, -(hxx * gy - hxy * gx) / safe, 0.0)
+        return ops.cast(dx, dtype), ops.cast(dy, dtype)
+
     def get_config(self):
         return {
             "input_size": list(self.input_size),
             "heatmap_size": list(self.heatmap_size),
             "sigma": self.sigma,
+            "unbiased": self.unbiased,
+            "refinement": self.refinement,
+            "blur_kernel_size": self.blur_kernel_size,
         }
 
     @classmethod

@@ -10,6 +10,7 @@ Shape letters: B batch, K keypoints, (H, W) input, (h, w) heatmap.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from typing import Any
@@ -23,7 +24,8 @@ from kerapose.data.heatmap_targets import encode_heatmaps_tf
 from kerapose.data.keypoint_specs import KeypointSpec
 from kerapose.data.transforms import AugmentConfig
 from kerapose.data.transforms import affine_points
-from kerapose.data.transforms import affine_warp_image
+from kerapose.data.transforms import _warp_axis_aligned
+from kerapose.data.transforms import _warp_projective
 from kerapose.data.transforms import augment
 from kerapose.data.transforms import compose_affine
 from kerapose.data.transforms import flip_matrix
@@ -176,14 +178,7 @@ def make_top_down_dataset(
     keys = ("image_path", "center", "scale", "keypoints", "visibility")
     keys += _META_KEYS[2:] if include_meta else ()
     ds = tf.data.Dataset.from_tensor_slices({k: instances[k] for k in keys})
-    prepare = _Prepare(codec, spec, training, augment_config or AugmentConfig())
-
-    def select(out):
-        # Only what the consumer wants goes through batching.
-        if include_meta:
-            return out["images"], out["meta"]
-        return out["images"], out["heatmaps"], out["keypoint_weights"]
-
+    stages = _Stages(codec, spec, training, augment_config or AugmentConfig())
     if training:
         if seed is None:
             seed = secrets.randbits(31)
@@ -192,32 +187,42 @@ def make_top_down_dataset(
             seed=seed,
             reshuffle_each_iteration=True,
         )
-        # One fresh random number per element and epoch; with the element
+    # Per-element tf.data ops cost microseconds each however small they
+    # are, so everything that need not touch pixels one image at a time
+    # (augmentation, matrices, heatmaps, normalisation) runs once per
+    # batch, vectorised. Only read + decode + warp stay per element.
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if training:
+        # One fresh random number per batch and epoch; with the batch
         # index it seeds the stateless augmentation ops.
         draws = tf.data.Dataset.random(
             seed=seed, rerandomize_each_iteration=True
         )
         ds = tf.data.Dataset.zip(ds, draws).enumerate()
         ds = ds.map(
-            lambda i, pair: select(prepare(pair[0], tf.stack([pair[1], i]))),
-            num_parallel_calls=num_parallel_calls,
-            deterministic=True,
+            lambda i, pair: stages.geometry(pair[0], tf.stack([pair[1], i]))
         )
     else:
-        ds = ds.map(
-            lambda elem: select(prepare(elem, None)),
-            num_parallel_calls=num_parallel_calls,
-            deterministic=True,
-        )
-    # Last line of defence: a file that broke after loading (or passed the
-    # loader's cheap checks) is dropped with a logged warning.
-    ds = ds.ignore_errors(log_warning=True)
+        ds = ds.map(lambda batch: stages.geometry(batch, None))
+    ds = ds.unbatch()
+    # Every instance comes out (the loader screened the files), so the
+    # length is known: Keras shows the epoch's total and `len()` works.
+    count = num - num % batch_size if drop_remainder else num
+    ds = ds.apply(tf.data.experimental.assert_cardinality(count))
+    ds = ds.map(
+        stages.crop, num_parallel_calls=num_parallel_calls, deterministic=True
+    )
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(
+        functools.partial(stages.finish, include_meta=include_meta),
+        num_parallel_calls=num_parallel_calls,
+        deterministic=True,
+    )
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-class _Prepare:
-    """Per-person map: decode, crop, normalise, encode targets."""
+class _Stages:
+    """The pipeline's maps: batched geometry, per-image crop, batched end."""
 
     def __init__(self, codec, spec, training, config):
         self.codec = codec
@@ -227,17 +232,20 @@ class _Prepare:
         height, width = codec.input_size
         self.aspect_ratio = width / height
 
-    def __call__(self, elem, seed):
-        raw = tf.io.read_file(elem["image_path"])
-        shape = _image_shape(raw)
+    def geometry(self, batch, seed):
+        """Augmentation, crop matrices and source boxes of a batch."""
+        center = batch["center"]
         sample = {
-            "center": elem["center"],
-            "scale": elem["scale"],
-            "keypoints": elem["keypoints"],
-            "visibility": elem["visibility"],
-            "image_width": shape[1],
-            "rotation": tf.constant(0.0),
-            "flip": tf.constant(False),
+            "center": center,
+            "scale": batch["scale"],
+            "keypoints": batch["keypoints"],
+            "visibility": batch["visibility"],
+            # The mirror axis cancels out of the crop matrix and the crop
+            # keypoints (the flip is folded into the warp below), so any
+            # width will do: the image need not be read yet.
+            "image_width": tf.zeros_like(center[:, 0]),
+            "rotation": tf.zeros_like(center[:, 0]),
+            "flip": tf.zeros_like(center[:, 0], tf.bool),
         }
         if self.training:
             sample = augment(
@@ -249,34 +257,51 @@ class _Prepare:
         )
         # The flip is folded into the warp: no mirrored copy of the image.
         image_matrix = tf.where(
-            sample["flip"],
+            sample["flip"][:, None, None],
             compose_affine(matrix, flip_matrix(sample["image_width"])),
             matrix,
         )
-        window = _source_window(image_matrix, size, shape[0], shape[1])
+        out = {
+            "image_path": batch["image_path"],
+            "inverse": get_inverse_affine(image_matrix),
+            "axis_aligned": tf.equal(sample["rotation"], 0.0),
+            "box": _source_box(image_matrix, size),
+            "keypoints": affine_points(sample["keypoints"], matrix[:, None]),
+            "visibility": sample["visibility"],
+        }
+        out.update({k: batch[k] for k in _META_KEYS if k in batch})
+        return out
+
+    def crop(self, elem):
+        """Reads, decodes and warps one image: the only per-element map."""
+        raw = tf.io.read_file(elem["image_path"])
+        window = _clip_box(elem["box"], _image_shape(raw))
         image = _decode_window(raw, window)
+        # Crop pixel -> window pixel.
         offset = tf.cast(tf.stack([window[1], window[0]]), tf.float32)
-        image_matrix = tf.concat(
-            [
-                image_matrix[:, :2],
-                image_matrix[:, 2:]
-                + tf.linalg.matvec(image_matrix[:, :2], offset)[:, None],
-            ],
+        inverse = tf.concat(
+            [elem["inverse"][:, :2], (elem["inverse"][:, 2] - offset)[:, None]],
             axis=1,
         )
-        crop = affine_warp_image(image, image_matrix, size)
-        crop = tf.ensure_shape(normalize_image(crop), (*size, 3))
-        keypoints = affine_points(sample["keypoints"], matrix)
-        heatmaps, weights = encode_heatmaps_tf(
-            keypoints, sample["visibility"], self.codec
+        size = self.codec.input_size
+        crop = tf.cond(
+            elem["axis_aligned"],
+            lambda: _warp_axis_aligned(image, inverse, size),
+            lambda: _warp_projective(image, inverse, size),
         )
-        meta = {k: elem[k] for k in _META_KEYS if k in elem}
-        return {
-            "images": crop,
-            "heatmaps": heatmaps,
-            "keypoint_weights": weights,
-            "meta": meta,
-        }
+        out = dict(elem)
+        out["image"] = tf.ensure_shape(crop, (*size, 3))
+        return out
+
+    def finish(self, batch, include_meta):
+        """Normalisation and heatmap targets of a batch."""
+        images = normalize_image(batch["image"])
+        if include_meta:
+            return images, {k: batch[k] for k in _META_KEYS if k in batch}
+        heatmaps, weights = encode_heatmaps_tf(
+            batch["keypoints"], batch["visibility"], self.codec
+        )
+        return images, heatmaps, weights
 
 
 def _is_jpeg(raw):
@@ -322,25 +347,41 @@ def _decode_window(raw, window):
     return tf.cond(_is_jpeg(raw), jpeg, png)
 
 
-def _source_window(matrix, output_size, height, width, margin=2):
-    """``[y, x, h, w]`` of the image pixels a warp can sample, clipped.
+def _source_box(matrix, output_size, margin=2):
+    """(B, 4) ``[x0, y0, x1, y1]`` image pixels a warp can sample, unclipped.
 
     The crop's corner pixels are mapped back to the image; ``margin``
-    covers the bilinear neighbours. A crop wholly outside the image gets
-    a one-pixel window at the nearest edge, more than one pixel away from
-    every sample, so the crop stays all fill.
+    covers the bilinear neighbours.
     """
     out_h, out_w = output_size
     corners = tf.constant(
         [[0, 0], [out_w - 1, 0], [0, out_h - 1], [out_w - 1, out_h - 1]],
         tf.float32,
     )
-    inverse = get_inverse_affine(matrix)
-    points = affine_points(corners, inverse)
-    low = tf.cast(tf.floor(tf.reduce_min(points, 0)), tf.int32) - margin
-    high = tf.cast(tf.math.ceil(tf.reduce_max(points, 0)), tf.int32) + margin
-    limit = tf.stack([width, height]) - 1
-    low = tf.clip_by_value(low, 0, limit)
-    high = tf.clip_by_value(high, low, limit)
+    points = affine_points(corners, get_inverse_affine(matrix)[:, None])
+    # Far-off boxes are clipped to the image anyway; this keeps the int
+    # cast defined.
+    points = tf.clip_by_value(points, -1.0e8, 1.0e8)
+    low = tf.floor(tf.reduce_min(points, -2)) - margin
+    high = tf.math.ceil(tf.reduce_max(points, -2)) + margin
+    return tf.cast(tf.concat([low, high], -1), tf.int32)
+
+
+def _clip_box(box, shape):
+    """``[y, x, h, w]`` window of ``box`` inside an image of ``shape``.
+
+    A box wholly outside the image gets a one-pixel window at the nearest
+    edge, more than one pixel away from every sample, so the crop stays
+    all fill.
+    """
+    limit = tf.stack([shape[1], shape[0]]) - 1
+    low = tf.clip_by_value(box[:2], 0, limit)
+    high = tf.clip_by_value(box[2:], low, limit)
     size = high - low + 1
     return tf.stack([low[1], low[0], size[1], size[0]])
+
+
+def _source_window(matrix, output_size, height, width, margin=2):
+    """``[y, x, h, w]`` of the image pixels a warp of ``matrix`` samples."""
+    box = _source_box(tf.convert_to_tensor(matrix)[None], output_size, margin)
+    return _clip_box(box[0], tf.stack([height, width]))

@@ -396,9 +396,9 @@ def _half_body(
     )
     count = tf.reduce_sum(tf.cast(selected, tf.float32), -1)
     sel = tf.cast(selected, tf.float32)[..., None]
-    half_center = tf.reduce_sum(kpts * sel, -2) / tf.maximum(count, 1.0)[
-        ..., None
-    ]
+    half_center = (
+        tf.reduce_sum(kpts * sel, -2) / tf.maximum(count, 1.0)[..., None]
+    )
     big = tf.constant(3.0e38, tf.float32)
     low = tf.reduce_min(tf.where(selected[..., None], kpts, big), -2)
     high = tf.reduce_max(tf.where(selected[..., None], kpts, -big), -2)

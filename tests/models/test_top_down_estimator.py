@@ -116,3 +116,62 @@ def test_codec_validates():
         MSRAHeatmap(input_size=(64,), heatmap_size=(16, 12))
     with pytest.raises(ValueError, match="positive"):
         MSRAHeatmap(sigma=0)
+
+
+def _numpy_dark(heatmap, kernel=11):
+    """DARK decoding of one (h, w) map with OpenCV, as the DARK paper does."""
+    import cv2
+
+    h, w = heatmap.shape
+    py, px = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+    b = (kernel - 1) // 2
+    padded = np.zeros((h + 2 * b, w + 2 * b), np.float64)
+    padded[b:-b, b:-b] = heatmap
+    blurred = cv2.GaussianBlur(padded, (kernel, kernel), 0)[b:-b, b:-b]
+    blurred *= heatmap.max() / blurred.max()
+    m = np.log(np.maximum(blurred, 1e-10))
+    coord = np.array([px, py], np.float64)
+    if 1 < px < w - 2 and 1 < py < h - 2:
+        dx = 0.5 * (m[py, px + 1] - m[py, px - 1])
+        dy = 0.5 * (m[py + 1, px] - m[py - 1, px])
+        dxx = 0.25 * (m[py, px + 2] - 2 * m[py, px] + m[py, px - 2])
+        dxy = 0.25 * (
+            m[py + 1, px + 1]
+            - m[py - 1, px + 1]
+            - m[py + 1, px - 1]
+            + m[py - 1, px - 1]
+        )
+        dyy = 0.25 * (m[py + 2, px] - 2 * m[py, px] + m[py - 2, px])
+        hessian = np.array([[dxx, dxy], [dxy, dyy]])
+        if np.linalg.det(hessian) != 0:
+            coord -= np.linalg.inv(hessian) @ np.array([dx, dy])
+    return coord
+
+
+def test_dark_refinement_matches_reference_and_beats_quarter_shift():
+    rng = np.random.default_rng(3)
+    keypoints = rng.uniform(12, 36, size=(17, 2))
+    codec = MSRAHeatmap(
+        input_size=(64, 48),
+        heatmap_size=(16, 12),
+        unbiased=True,
+        refinement="dark",
+    )
+    heatmaps, _ = codec.encode(keypoints, np.ones(17))
+    heatmaps = heatmaps + rng.uniform(0, 0.01, size=heatmaps.shape)
+    dark, _ = codec.decode(heatmaps[None].astype("float32"))
+    dark = to_numpy(dark)[0]
+    reference = np.stack([_numpy_dark(heatmaps[..., i]) * 4 for i in range(17)])
+    np.testing.assert_allclose(dark, reference, atol=1e-3)
+    quarter = MSRAHeatmap(input_size=(64, 48), heatmap_size=(16, 12))
+    plain, _ = quarter.decode(heatmaps[None].astype("float32"))
+    dark_error = np.abs(dark - keypoints).mean()
+    plain_error = np.abs(to_numpy(plain)[0] - keypoints).mean()
+    assert dark_error < 0.5 * plain_error
+
+
+def test_codec_refinement_validates():
+    with pytest.raises(ValueError, match="refinement"):
+        MSRAHeatmap(refinement="argmax")
+    with pytest.raises(ValueError, match="odd"):
+        MSRAHeatmap(blur_kernel_size=4)
