@@ -149,3 +149,19 @@ class ConvBNAct(layers.Layer):
             }
         )
         return config
+
+
+def conv_bn_act_of(
+    owner, filters, kernel_size, strides=1, activation="relu", name=None
+):
+    """A `ConvBNAct` sharing `owner`'s BN settings and dtype policy."""
+    return ConvBNAct(
+        filters,
+        kernel_size,
+        strides=strides,
+        activation=activation,
+        bn_epsilon=owner.bn_epsilon,
+        bn_momentum=owner.bn_momentum,
+        dtype=owner.dtype_policy,
+        name=name,
+    )

@@ -10,7 +10,7 @@ from keras import ops
 from kerapose.api_export import kerapose_export
 from kerapose.layers.conv_bn_act import TORCH_BN_EPSILON
 from kerapose.layers.conv_bn_act import TORCH_BN_MOMENTUM
-from kerapose.layers.conv_bn_act import ConvBNAct
+from kerapose.layers.conv_bn_act import conv_bn_act_of
 from kerapose.layers.residual_blocks import BasicBlock
 from kerapose.layers.residual_blocks import Bottleneck
 from kerapose.layers.upsample import upsample_nearest
@@ -31,16 +31,11 @@ class _MultiBranchLayer(layers.Layer):
         self.bn_epsilon = bn_epsilon
         self.bn_momentum = bn_momentum
 
-    def _conv(self, filters, kernel_size, strides, activation, name):
-        return ConvBNAct(
-            filters,
-            kernel_size,
-            strides=strides,
-            activation=activation,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            dtype=self.dtype_policy,
-            name=name,
+    def _conv(
+        self, filters, kernel_size, strides=1, activation="relu", name=None
+    ):
+        return conv_bn_act_of(
+            self, filters, kernel_size, strides, activation, name
         )
 
     def _check_inputs(self, inputs, expected_channels):

@@ -4,7 +4,7 @@ from keras import ops
 from kerapose.api_export import kerapose_export
 from kerapose.layers.conv_bn_act import TORCH_BN_EPSILON
 from kerapose.layers.conv_bn_act import TORCH_BN_MOMENTUM
-from kerapose.layers.conv_bn_act import ConvBNAct
+from kerapose.layers.conv_bn_act import conv_bn_act_of
 
 
 class _ResidualBlock(layers.Layer):
@@ -32,17 +32,10 @@ class _ResidualBlock(layers.Layer):
         self.projection = None
 
     def _conv(
-        self, filters, kernel_size, strides=1, activation="relu", name=""
+        self, filters, kernel_size, strides=1, activation="relu", name=None
     ):
-        return ConvBNAct(
-            filters,
-            kernel_size,
-            strides=strides,
-            activation=activation,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            dtype=self.dtype_policy,
-            name=name,
+        return conv_bn_act_of(
+            self, filters, kernel_size, strides, activation, name
         )
 
     def build(self, input_shape):
