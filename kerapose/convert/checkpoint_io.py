@@ -1,12 +1,14 @@
 """Reads official checkpoints into flat `{key: numpy array}` dicts.
 
-PyTorch zip checkpoints are parsed without PyTorch through a restricted
-unpickler that only knows how to rebuild tensors, so a hostile file cannot
-run code. `.npz` and `.safetensors` files are read with numpy alone.
+PyTorch checkpoints, both zip archives and the legacy (torch < 1.6)
+format, are parsed without PyTorch through a restricted unpickler that only
+knows how to rebuild tensors, so a hostile file cannot run code. `.npz` and
+`.safetensors` files are read with numpy alone.
 """
 
 import contextlib
 import json
+import os
 import pickle
 import re
 import struct
@@ -41,14 +43,21 @@ _ST_DTYPES = {
 _ST_NAMES = {v: k for k, v in _ST_DTYPES.items() if k != "BF16"}
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 _PREFIXES = ("model.module.", "module.")
-# Legacy (torch < 1.6) files start with pickle protocol 2 and the LONG1
-# magic number 0x1950a86a20f9469cfc6c.
-_LEGACY_MAGIC = bytes.fromhex("80028a0a6cfc9c46f9206aa85019")
+# Legacy (torch < 1.6) files start with a pickle (PROTO, maybe FRAME) of the
+# LONG1 magic number 0x1950a86a20f9469cfc6c, then one of version 1001.
+_LEGACY_MAGIC = bytes.fromhex("8a0a6cfc9c46f9206aa85019")
+_LEGACY_MAGIC_NUMBER, _LEGACY_VERSION = 0x1950A86A20F9469CFC6C, 1001
 
 
 def _bf16_to_f32(raw):
     # bfloat16 is the top half of a float32; numpy has no bfloat16 dtype.
     return (raw.astype(np.uint32) << 16).view(np.float32)
+
+
+def _raw_dtype(dtype, byteorder="<"):
+    # The on-disk dtype of a storage; bfloat16 is read as raw uint16.
+    raw = np.dtype("uint16" if dtype == "bfloat16" else dtype)
+    return raw.newbyteorder(byteorder)
 
 
 class _StorageType(str):
@@ -90,12 +99,29 @@ _ALLOWED_FUNCTIONS = {  # all from torch._utils, with torch's signatures
 }
 
 
-class _StateDictUnpickler(pickle.Unpickler):
-    """Unpickler that can only build dicts, tuples and tensors."""
+def _is_count(n):
+    return isinstance(n, int) and n >= 0
 
-    def __init__(self, file, path, archive, prefix, byteorder):
+
+def _storage_id(pid, length):
+    # ("storage", storage type, key, device, element count[, view])
+    ok = isinstance(pid, tuple) and len(pid) == length and pid[0] == "storage"
+    if not (ok and isinstance(pid[1], _StorageType) and _is_count(pid[4])):
+        raise ValueError(f"unsupported persistent id {pid!r:.80}")
+    return pid[1], str(pid[2]), pid[4]
+
+
+class _StateDictUnpickler(pickle.Unpickler):
+    """Unpickler that can only build dicts, tuples and tensors.
+
+    `read_raw(key)` returns the bytes of storage `key` in `byteorder`.
+    """
+
+    _functions = _ALLOWED_FUNCTIONS
+
+    def __init__(self, file, path, read_raw, byteorder="<"):
         super().__init__(file)
-        self._path, self._archive, self._prefix = path, archive, prefix
+        self._path, self._read_raw = path, read_raw
         self._byteorder = byteorder
         self._storages = {}
 
@@ -106,8 +132,8 @@ class _StateDictUnpickler(pickle.Unpickler):
             return tuple
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(_STORAGE_DTYPES[name])
-        if module == "torch._utils" and name in _ALLOWED_FUNCTIONS:
-            fn = _ALLOWED_FUNCTIONS[name]
+        if module == "torch._utils" and name in self._functions:
+            fn = self._functions[name]
             # A fresh wrapper per lookup, so BUILD can't patch our functions.
             return lambda *args, **kwargs: fn(*args, **kwargs)
         raise UnsafeCheckpointError(
@@ -118,30 +144,56 @@ class _StateDictUnpickler(pickle.Unpickler):
         )
 
     def persistent_load(self, pid):
-        # ("storage", storage type, record key, device, element count)
-        _, dtype, key, _, numel = pid if len(pid) == 5 else (None,) * 5
-        if not (
-            pid[0] == "storage"
-            and isinstance(dtype, _StorageType)
-            and isinstance(numel, int)
-            and numel >= 0
-        ):
-            raise ValueError(f"unsupported persistent id {pid!r:.80}")
+        return self._storage(*_storage_id(pid, 5))
+
+    def _storage(self, dtype, key, numel):
         if key not in self._storages:
-            self._storages[key] = self._read_storage(str(key), dtype, numel)
+            self._storages[key] = self._read_storage(key, dtype, numel)
         return self._storages[key]
 
     def _read_storage(self, key, dtype, numel):
-        name = f"{self._prefix}data/{key}"
-        raw_dtype = np.dtype("uint16" if dtype == "bfloat16" else dtype)
-        raw_dtype = raw_dtype.newbyteorder(self._byteorder)
-        raw = self._archive.read(name)  # KeyError names a missing record
+        raw_dtype = _raw_dtype(dtype, self._byteorder)
+        raw = self._read_raw(key)  # KeyError names a missing record
         if len(raw) < numel * raw_dtype.itemsize:
             need = numel * raw_dtype.itemsize
-            raise ValueError(f"storage {name} has {len(raw)} bytes, not {need}")
+            raise ValueError(f"storage {key} has {len(raw)} bytes, not {need}")
         array = np.frombuffer(raw, raw_dtype, count=numel)
         array = array.astype(raw_dtype.newbyteorder("="))
         return _bf16_to_f32(array) if dtype == "bfloat16" else array
+
+
+class _LegacyUnpickler(_StateDictUnpickler):
+    """Reads the pickles of a legacy file, whose storages follow its pickle.
+
+    Without `raw` ({key: bytes}) it is a dry run that builds no tensors but
+    records `{key: (dtype, numel)}` in `found`, which says how to read them.
+    """
+
+    def __init__(self, file, path, raw=None):
+        super().__init__(file, path, None if raw is None else raw.__getitem__)
+        if raw is None:  # rebuild nothing: the storages are not read yet
+            self._functions = dict.fromkeys(_ALLOWED_FUNCTIONS, _no_op)
+        self.found = {}
+
+    def persistent_load(self, pid):
+        # The 6th item is None or a view (view key, offset, element count).
+        dtype, key, numel = _storage_id(pid, 6)
+        self.found.setdefault(key, (dtype, numel))
+        if self._read_raw is None:
+            return None
+        storage, view = self._storage(dtype, key, numel), pid[5]
+        if view is None:
+            return storage
+        _, offset, size = view
+        if not (_is_count(offset) and _is_count(size)) or (
+            offset + size > storage.size
+        ):
+            raise ValueError(f"bad storage view {view!r:.80} of {key}")
+        return storage[offset : offset + size]
+
+
+def _no_op(*args, **kwargs):
+    return None
 
 
 def _format_error(path, what, todo):
@@ -174,12 +226,57 @@ def _read_torch_zip(path):
             if f"{prefix}byteorder" in names:
                 big = archive.read(f"{prefix}byteorder").strip() == b"big"
                 order = ">" if big else "<"
+
+            def read(key):
+                return archive.read(f"{prefix}data/{key}")
+
             with archive.open(pkl) as f:
-                unpickler = _StateDictUnpickler(f, path, archive, prefix, order)
-                return unpickler.load()
+                return _StateDictUnpickler(f, path, read, order).load()
 
 
-def _read_with_torch(path):
+def _read_legacy_storages(f, keys, found, little_endian):
+    # Per key: an int64 element count, then the elements. torch always
+    # writes the elements little-endian; old versions wrote the count in the
+    # saving host's byte order (sys_info), newer ones little-endian.
+    if not isinstance(keys, list):
+        raise ValueError(f"storage key list is a {type(keys).__name__}")
+    orders = "<" if little_endian else "<>"
+    file_size, raw = os.fstat(f.fileno()).st_size, {}
+    for key in keys:
+        if key not in found:
+            raise ValueError(f"storage {key!r:.40} is not used by any tensor")
+        dtype, numel = found[key]
+        head, need = f.read(8), numel * _raw_dtype(dtype).itemsize
+        if len(head) < 8 or need > file_size - f.tell():
+            raise ValueError(f"file ends inside storage {key!r:.40}")
+        counts = [struct.unpack(f"{o}q", head)[0] for o in orders]
+        if numel not in counts:
+            raise ValueError(f"storage {key!r:.40} has {counts[0]} elements")
+        raw[key] = f.read(need)
+    return raw
+
+
+def _read_torch_legacy(path):
+    with _as_format_error(path, "corrupt or truncated legacy torch file"):
+        with open(path, "rb") as f:
+            magic, version, sys_info = (
+                _LegacyUnpickler(f, path).load() for _ in range(3)
+            )
+            if (magic, version) != (_LEGACY_MAGIC_NUMBER, _LEGACY_VERSION):
+                raise ValueError(f"bad magic number or version {version!r:.9}")
+            if not isinstance(sys_info, dict):
+                raise ValueError("sys_info is not a dict")
+            start = f.tell()
+            dry_run = _LegacyUnpickler(f, path)  # finds what to read next
+            dry_run.load()
+            keys = _LegacyUnpickler(f, path).load()
+            little = sys_info.get("little_endian", True)
+            raw = _read_legacy_storages(f, keys, dry_run.found, little)
+            f.seek(start)
+            return _LegacyUnpickler(f, path, raw).load()
+
+
+def _read_with_torch(path, builtin):
     import torch
 
     with _as_format_error(path, "torch.load failed"):
@@ -193,10 +290,9 @@ def _read_with_torch(path):
                     "the file tries to import code, and kerapose only reads "
                     "plain state dicts."
                 ) from e
-            if zipfile.is_zipfile(path):
-                # torch's refusal may not name the culprit (e.g. for pickle
-                # protocol 4 frames); the built-in reader's error will.
-                _read_torch_zip(path)
+            # torch's refusal may not name the culprit (e.g. for pickle
+            # protocol 4 frames); the built-in reader's error will.
+            builtin(path)
             raise
 
     def to_numpy(value):
@@ -221,24 +317,19 @@ def _read_torch(path, use_torch):
         except ImportError:
             use_torch = False
     with open(path, "rb") as f:
-        head = f.read(len(_LEGACY_MAGIC))
+        head = f.read(23)
     if zipfile.is_zipfile(path):
-        return _read_with_torch(path) if use_torch else _read_torch_zip(path)
-    if head == _LEGACY_MAGIC and use_torch:
-        return _read_with_torch(path)
-    if head == _LEGACY_MAGIC:
-        what = "legacy (torch < 1.6, non-zip) checkpoint, which needs PyTorch"
-        todo = (
-            "Install torch, or re-save it with a recent torch: "
-            "`torch.save(torch.load(f), f2)`."
-        )
+        builtin = _read_torch_zip
+    elif head[:1] == b"\x80" and _LEGACY_MAGIC in head:
+        builtin = _read_torch_legacy
     elif head.startswith(b"PK\x03\x04"):
         what = "zip archive (torch.save format) that is truncated or corrupt"
-        todo = "Download or save the file again."
+        raise _format_error(path, what, "Download or save the file again.")
     else:
         what = "neither a torch zip archive nor a legacy torch file"
         todo = "Check that this is a PyTorch checkpoint (.pth/.pt/.bin)."
-    raise _format_error(path, what, todo)
+        raise _format_error(path, what, todo)
+    return _read_with_torch(path, builtin) if use_torch else builtin(path)
 
 
 def _read_safetensors(path):
@@ -310,7 +401,8 @@ def read_checkpoint(path, use_torch=None):
             is stripped.
         use_torch: bool or `None`. PyTorch files only: `True` reads with
             `torch.load(weights_only=True)`, `False` with the built-in
-            torch-free reader; `None` uses torch when it is importable.
+            torch-free reader (zip and legacy torch < 1.6 files); `None`
+            uses torch when it is importable.
 
     Returns:
         dict of str to C-contiguous numpy arrays; bfloat16 becomes float32.

@@ -1,10 +1,12 @@
 """Tests for the torch-free checkpoint reader, on real files."""
 
+import io
 import os
 import pickle
 import subprocess
 import sys
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,12 @@ from kerapose.convert.checkpoint_io import write_safetensors
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
 HRNET = REFERENCE / "hrnet_tiny"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+LEGACY_MAGIC, LEGACY_VERSION = 0x1950A86A20F9469CFC6C, 1001
+SYS_INFO = {
+    "protocol_version": LEGACY_VERSION,
+    "little_endian": True,
+    "type_sizes": {"short": 2, "int": 4, "long": 8},
+}
 
 
 @pytest.fixture
@@ -30,6 +38,37 @@ def hrnet_pth():
 @pytest.fixture
 def torch():
     return pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def hrnet_legacy(tmp_path_factory):
+    """The reference state dict re-saved in the legacy (torch < 1.6) format."""
+    torch = pytest.importorskip("torch")
+    if not (HRNET / "model.pth").is_file():
+        pytest.skip(f"reference checkpoint not found under {HRNET}")
+    state = torch.load(HRNET / "model.pth", map_location="cpu")
+    path = tmp_path_factory.mktemp("legacy") / "hrnet_legacy.pth"
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    assert not zipfile.is_zipfile(path)
+    return path
+
+
+def run_without_torch(code):
+    """Runs `code` in a fresh interpreter where `import torch` fails."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['torch'] = None\n" + code,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=True,
+        # Without torch the keras import must not ask for the torch backend.
+        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+    )
+    return out.stdout.split()
 
 
 def assert_same(actual, expected):
@@ -68,24 +107,39 @@ def test_reference_pth_torch_and_builtin_readers_agree(hrnet_pth, torch):
 
 
 def test_module_does_not_import_torch_and_works_without_it(hrnet_pth):
-    # A fresh interpreter where `import torch` fails, as on a torch-free box.
+    # As on a torch-free box.
     code = (
-        "import sys; sys.modules['torch'] = None\n"
         "from kerapose.convert import checkpoint_io as io\n"
         f"w = io.read_checkpoint({str(hrnet_pth)!r})\n"
         "print(len(w), 'torch' in sys.modules and sys.modules['torch'])"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        check=True,
-        # Without torch the keras import must not ask for the torch backend.
-        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
-    )
     n_keys = len(read_checkpoint(hrnet_pth, use_torch=False))
-    assert out.stdout.split() == [str(n_keys), "None"]
+    assert run_without_torch(code) == [str(n_keys), "None"]
+
+
+def test_legacy_reference_without_torch_equals_npz(hrnet_legacy):
+    if not (HRNET / "weights.npz").is_file():
+        pytest.skip(f"weights.npz not found under {HRNET}")
+    code = (
+        "import numpy as np\n"
+        "from kerapose.convert import checkpoint_io as io\n"
+        f"w = io.read_checkpoint({str(hrnet_legacy)!r})\n"
+        f"e = io.read_checkpoint({str(HRNET / 'weights.npz')!r})\n"
+        "same = set(w) == set(e) and all(\n"
+        "    w[k].dtype == e[k].dtype and w[k].shape == e[k].shape\n"
+        "    and np.array_equal(w[k], e[k]) for k in e)\n"
+        "tracked = any(k.endswith('num_batches_tracked') for k in w)\n"
+        "print(len(w), same, tracked, sys.modules['torch'])"
+    )
+    n_keys = len(read_checkpoint(HRNET / "weights.npz"))
+    assert run_without_torch(code) == [str(n_keys), "True", "True", "None"]
+
+
+def test_legacy_reference_torch_and_builtin_readers_agree(hrnet_legacy):
+    builtin = read_checkpoint(hrnet_legacy, use_torch=False)
+    assert_same(read_checkpoint(hrnet_legacy, use_torch=True), builtin)
+    zipped = read_checkpoint(HRNET / "model.pth", use_torch=False)
+    assert_same(builtin, zipped)
 
 
 # Checkpoints written by torch ----------------------------------------------
@@ -110,12 +164,15 @@ def tricky_state_dict(torch):
     }
 
 
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
 @pytest.mark.parametrize("use_torch", [False, True])
 def test_torch_saved_tensors_round_trip(
-    tmp_path, torch, tricky_state_dict, use_torch
+    tmp_path, torch, tricky_state_dict, use_torch, legacy
 ):
     path = tmp_path / "tricky.pth"
-    torch.save(tricky_state_dict, path)
+    torch.save(
+        tricky_state_dict, path, _use_new_zipfile_serialization=not legacy
+    )
     weights = read_checkpoint(path, use_torch=use_torch)
     expected = as_numpy(
         torch, {k: v.detach() for k, v in tricky_state_dict.items()}
@@ -136,12 +193,18 @@ def test_torch_saved_tensors_round_trip(
         ("model_state_dict", ""),
     ],
 )
-def test_wrappers_and_prefixes(tmp_path, torch, wrapper, prefix, use_torch):
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_wrappers_and_prefixes(
+    tmp_path, torch, wrapper, prefix, use_torch, legacy
+):
     state = {"conv.weight": torch.randn(2, 3), "bn.bias": torch.zeros(2)}
     obj = {prefix + k: v for k, v in state.items()}
     if wrapper:
         obj = {wrapper: obj, "epoch": 3, "meta": {"lr": 0.1}}
-    torch.save(obj, tmp_path / "ckpt.pt")
+    new_format = not legacy
+    torch.save(
+        obj, tmp_path / "ckpt.pt", _use_new_zipfile_serialization=new_format
+    )
     weights = read_checkpoint(tmp_path / "ckpt.pt", use_torch=use_torch)
     assert_same(weights, as_numpy(torch, state))
 
@@ -161,15 +224,90 @@ def test_not_a_state_dict_is_rejected(tmp_path, torch):
         read_checkpoint(tmp_path / "meta.pth", use_torch=False)
 
 
-def test_legacy_format_needs_torch(tmp_path, torch):
-    path = tmp_path / "legacy.pth"
-    state = {"w": torch.arange(6.0).reshape(2, 3)}
-    torch.save(state, path, _use_new_zipfile_serialization=False)
-    with pytest.raises(CheckpointFormatError) as info:
+# Legacy files made by hand (layouts torch no longer writes) --------------
+
+
+class _Storage:
+    """Stands in for a torch storage; pickled as a persistent id."""
+
+    def __init__(self, *pid):
+        self.pid = ("storage", *pid)
+
+
+class _Tensor:
+    def __init__(self, storage, offset, size, stride):
+        self.args = (storage, offset, size, stride, False, OrderedDict())
+
+    def __reduce__(self):
+        from torch._utils import _rebuild_tensor_v2
+
+        return _rebuild_tensor_v2, self.args
+
+
+class _LegacyPickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        return obj.pid if isinstance(obj, _Storage) else None
+
+
+def _write_legacy(path, obj, storages, sys_info=SYS_INFO, count_order="little"):
+    """torch's legacy layout; `storages` maps keys to numpy arrays."""
+    out = io.BytesIO()
+    for header in (LEGACY_MAGIC, LEGACY_VERSION, sys_info):
+        pickle.dump(header, out, protocol=2)
+    _LegacyPickler(out, protocol=2).dump(obj)
+    pickle.dump(list(storages), out, protocol=2)
+    for array in storages.values():
+        out.write(array.size.to_bytes(8, count_order))
+        out.write(array.astype(array.dtype.newbyteorder("<")).tobytes())
+    path.write_bytes(out.getvalue())
+
+
+def test_legacy_storage_views(tmp_path, torch):
+    # torch < 1.0 could save a storage as a view into a larger one.
+    path = tmp_path / "views.pth"
+    root = np.arange(10, dtype=np.float32)
+    whole = _Storage(torch.FloatStorage, "7", "cpu", 10, None)
+    view = _Storage(torch.FloatStorage, "7", "cpu", 10, ("8", 4, 6))
+    obj = {
+        "view": _Tensor(view, 1, (2, 2), (2, 1)),
+        "whole": _Tensor(whole, 0, (10,), (1,)),
+    }
+    _write_legacy(path, obj, {"7": root})
+    expected = {"view": root[5:9].reshape(2, 2), "whole": root}
+    assert_same(read_checkpoint(path, use_torch=False), expected)
+    assert_same(read_checkpoint(path, use_torch=True), expected)
+
+
+def test_legacy_view_outside_its_storage(tmp_path, torch):
+    path = tmp_path / "bad_view.pth"
+    view = _Storage(torch.FloatStorage, "7", "cpu", 10, ("8", 8, 6))
+    obj = {"w": _Tensor(view, 0, (1,), (1,))}
+    _write_legacy(path, obj, {"7": np.zeros(10, np.float32)})
+    with pytest.raises(CheckpointFormatError, match="view") as info:
         read_checkpoint(path, use_torch=False)
     assert str(path) in str(info.value)
-    assert "torch.save(torch.load(f), f2)" in str(info.value)
-    assert_same(read_checkpoint(path, use_torch=True), as_numpy(torch, state))
+
+
+def test_legacy_big_endian_host(tmp_path, torch):
+    # Old torch on big-endian hosts wrote the element count in host order;
+    # the elements themselves are always little-endian.
+    path = tmp_path / "big.pth"
+    values = np.array([1.5, -2.0, 3.25], np.float64)
+    storage = _Storage(torch.DoubleStorage, "0", "cpu", 3, None)
+    obj = {"w": _Tensor(storage, 0, (3,), (1,))}
+    sys_info = {**SYS_INFO, "little_endian": False}
+    _write_legacy(path, obj, {"0": values}, sys_info, count_order="big")
+    assert_same(read_checkpoint(path, use_torch=False), {"w": values})
+
+
+def test_legacy_wrong_element_count(tmp_path, torch):
+    path = tmp_path / "count.pth"
+    storage = _Storage(torch.FloatStorage, "0", "cpu", 4, None)
+    obj = {"w": _Tensor(storage, 0, (3,), (1,))}
+    _write_legacy(path, obj, {"0": np.zeros(3, np.float32)})
+    with pytest.raises(CheckpointFormatError, match="elements|ends") as info:
+        read_checkpoint(path, use_torch=False)
+    assert str(path) in str(info.value)
 
 
 # Safety --------------------------------------------------------------------
@@ -211,6 +349,45 @@ def test_malicious_pickle_is_refused(tmp_path, protocol, func, use_torch):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("func", [os.system, eval])
+@pytest.mark.parametrize("use_torch", [False, True])
+def test_malicious_legacy_pickle_is_refused(tmp_path, torch, func, use_torch):
+    marker = tmp_path / "pwned"
+    command = f"echo pwned > {marker}"
+    if func is eval:
+        command = f"open({str(marker)!r}, 'w').write('pwned')"
+    path = tmp_path / "evil.pth"
+    payload = {"weight": torch.zeros(2), "bias": _Exploit(func, command)}
+    torch.save(payload, path, _use_new_zipfile_serialization=False)
+    assert not marker.exists() and not zipfile.is_zipfile(path)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        read_checkpoint(path, use_torch=use_torch)
+    message = str(info.value)
+    assert func.__name__ in message and "import code" in message
+    assert str(path) in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("where", ["version", "sys_info", "main", "keys"])
+def test_malicious_legacy_header_is_refused(tmp_path, where):
+    # Every pickle of a legacy file goes through the restricted unpickler.
+    marker = tmp_path / "pwned"
+    parts = {
+        "magic": LEGACY_MAGIC,
+        "version": LEGACY_VERSION,
+        "sys_info": SYS_INFO,
+        "main": {},
+        "keys": [],
+    }
+    parts[where] = _Exploit(os.system, f"echo pwned > {marker}")
+    path = tmp_path / "evil.pth"
+    path.write_bytes(b"".join(pickle.dumps(p, 2) for p in parts.values()))
+    with pytest.raises(UnsafeCheckpointError, match="system") as info:
+        read_checkpoint(path, use_torch=False)
+    assert str(path) in str(info.value)
+    assert not marker.exists()
+
+
 def test_refuses_unlisted_torch_global(tmp_path):
     # Only the listed rebuild helpers are allowed, not all of torch.
     data = b"\x80\x02ctorch\nload\nq\x00."
@@ -231,6 +408,42 @@ def test_truncated_checkpoint(tmp_path, hrnet_pth, use_torch):
         read_checkpoint(path, use_torch=use_torch)
     assert str(path) in str(info.value)
     assert "truncated" in str(info.value)
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_truncated_legacy_checkpoint_at_every_byte(tmp_path, torch, protocol):
+    state = {"w": torch.arange(6.0).reshape(2, 3), "n": torch.tensor(4)}
+    good = tmp_path / "legacy.pth"
+    torch.save(
+        state,
+        good,
+        _use_new_zipfile_serialization=False,
+        pickle_protocol=protocol,
+    )
+    assert_same(read_checkpoint(good, use_torch=False), as_numpy(torch, state))
+    data, path = good.read_bytes(), tmp_path / "cut.pth"
+    magic_end = data.index(LEGACY_MAGIC.to_bytes(10, "little")) + 10
+    for n in range(len(data)):
+        path.write_bytes(data[:n])
+        with pytest.raises(CheckpointFormatError) as info:
+            read_checkpoint(path, use_torch=False)
+        message = str(info.value)
+        assert str(path) in message, n
+        # Legacy files are recognised by the magic number.
+        assert n < magic_end or "truncated" in message, (n, message)
+
+
+@pytest.mark.parametrize("use_torch", [False, None])
+@pytest.mark.parametrize("fraction", [0.001, 0.5, 0.999])
+def test_truncated_legacy_reference(
+    tmp_path, hrnet_legacy, use_torch, fraction
+):
+    data = hrnet_legacy.read_bytes()
+    path = tmp_path / "cut.pth"
+    path.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(CheckpointFormatError) as info:
+        read_checkpoint(path, use_torch=use_torch)
+    assert str(path) in str(info.value)
 
 
 @pytest.mark.parametrize("use_torch", [False, None])
