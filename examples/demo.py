@@ -130,11 +130,14 @@ def main():
     step("5/5 draw predictions")
     val = json.loads(Path(val_json).read_text())
     image_info = next(
-        i for i in val["images"]
+        i
+        for i in val["images"]
         if any(a["image_id"] == i["id"] for a in val["annotations"])
     )
     boxes = [
-        a["bbox"] for a in val["annotations"] if a["image_id"] == image_info["id"]
+        a["bbox"]
+        for a in val["annotations"]
+        if a["image_id"] == image_info["id"]
     ]
     image = read_image(data / "images" / image_info["file_name"])
     result = predict_image(model, image, boxes=boxes, flip_test=True)
@@ -157,7 +160,9 @@ def main():
         "seconds": round(time.time() - start, 1),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"\nDone in {summary['seconds']} s; summary in {out / 'summary.json'}")
+    print(
+        f"\nDone in {summary['seconds']} s; summary in {out / 'summary.json'}"
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ tf.data in every case. Everything goes under `--out`:
     log.csv              one row per epoch (loss, learning_rate, val_AP...)
     tensorboard/         TensorBoard event files (`tensorboard --logdir`)
     best.weights.h5      best weights by val_AP (when evaluation runs)
-    last.weights.h5      weights after the latest epoch
+    last.weights.h5      final weights (each epoch when nothing evaluates)
     backup/              BackupAndRestore state; deleted after a full run
     final_metrics.json   COCO AP of the final model and the best val_AP
 
@@ -35,9 +35,10 @@ the optimizer state and the epoch.
         --det-file COCO_val2017_detections_AP_H_56_person.json \\
         --out runs/hrnet_w32_256x192
 
-    # a smoke run on synthetic data, a minute on a CPU
+    # a smoke run on synthetic data, about a minute on a CPU
     python examples/train_top_down.py --model test_hrnet --input-size 64 64 \\
-        --synthetic 32 --epochs 2 --batch-size 8 --out runs/smoke
+        --synthetic 32 --epochs 2 --batch-size 8 --run-eagerly \\
+        --out runs/smoke
 """
 
 import argparse
@@ -96,6 +97,10 @@ class TrainConfig:
             training set. Set it for smoke runs.
         verbose: `model.fit` verbosity: 1 progress bars, 2 one line per
             epoch, 0 silent.
+        run_eagerly: Run the train and predict steps eagerly. For
+            debugging and for smoke runs of a few steps, where compiling
+            the step graph (tens of seconds for an HRNet on a CPU) costs
+            more than the run itself.
     """
 
     model: str = "hrnet_w32"
@@ -117,6 +122,7 @@ class TrainConfig:
     synthetic: int = 0
     steps_per_epoch: int | None = None
     verbose: int = 1
+    run_eagerly: bool = False
 
 
 def parse_args(argv=None) -> TrainConfig:
@@ -126,35 +132,69 @@ def parse_args(argv=None) -> TrainConfig:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model", default=d.model)
-    p.add_argument("--train-ann", default=d.train_ann)
-    p.add_argument("--train-images", default=d.train_images)
-    p.add_argument("--val-ann", default=d.val_ann)
-    p.add_argument("--val-images", default=d.val_images)
-    p.add_argument("--det-file", default=d.det_file)
-    p.add_argument(
+    flag = p.add_argument
+    flag("--model", default=d.model, help="zoo architecture")
+    flag("--train-ann", default=d.train_ann, help="COCO keypoint JSON")
+    flag("--train-images", default=d.train_images, help="image folder")
+    flag("--val-ann", default=d.val_ann, help="COCO keypoint JSON")
+    flag("--val-images", default=d.val_images, help="image folder")
+    flag(
+        "--det-file",
+        default=d.det_file,
+        help="person detections for evaluation (None: GT boxes)",
+    )
+    flag(
         "--input-size",
         type=int,
         nargs=2,
         metavar=("H", "W"),
         default=d.input_size,
+        help="network input",
     )
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--lr-steps", type=int, nargs="*", default=d.lr_steps)
-    p.add_argument("--lr-factor", type=float, default=d.lr_factor)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument(
+    flag("--batch-size", type=int, default=d.batch_size, help="global batch")
+    flag("--lr", type=float, default=d.lr, help="Adam learning rate")
+    flag(
+        "--lr-steps",
+        type=int,
+        nargs="*",
+        default=d.lr_steps,
+        help="0-based epochs where the rate drops",
+    )
+    flag("--lr-factor", type=float, default=d.lr_factor, help="drop factor")
+    flag("--epochs", type=int, default=d.epochs, help="total epochs")
+    flag(
         "--flip-test",
         action=argparse.BooleanOptionalAction,
         default=d.flip_test,
+        help="flip test at evaluation",
     )
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument("--out", default=d.out)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--synthetic", type=int, default=d.synthetic)
-    p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
-    p.add_argument("--verbose", type=int, default=d.verbose)
+    flag(
+        "--eval-every",
+        type=int,
+        default=d.eval_every,
+        help="COCO AP every N epochs (0: only at the end)",
+    )
+    flag("--out", default=d.out, help="output folder; rerun to resume")
+    flag("--seed", type=int, default=d.seed, help="random seed")
+    flag(
+        "--synthetic",
+        type=int,
+        default=d.synthetic,
+        help="without --train-ann: write N synthetic images",
+    )
+    flag(
+        "--steps-per-epoch",
+        type=int,
+        default=d.steps_per_epoch,
+        help="batches per epoch (None: one pass)",
+    )
+    flag("--verbose", type=int, default=d.verbose, help="fit verbosity")
+    flag(
+        "--run-eagerly",
+        action=argparse.BooleanOptionalAction,
+        default=d.run_eagerly,
+        help="no compiled step (debugging, smoke runs)",
+    )
     args = vars(p.parse_args(argv))
     for key in ("input_size", "lr_steps"):
         args[key] = tuple(args[key])
@@ -209,6 +249,31 @@ class _FillMissingMetrics(keras.callbacks.Callback):
         if logs is not None:
             for name in self.names:
                 logs.setdefault(name, float("nan"))
+
+
+class _BestCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Best weights by `monitor`, saved only at epochs that measured it.
+
+    Keras' `ModelCheckpoint(save_best_only=True)` saves when the monitored
+    value is missing from the logs, which would overwrite the best weights
+    at every epoch without an evaluation.
+    """
+
+    def __init__(self, filepath, monitor, initial_value_threshold=None):
+        super().__init__(
+            filepath,
+            monitor=monitor,
+            mode="max",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=initial_value_threshold,
+            verbose=1,
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and not math.isnan(value):
+            super().on_epoch_end(epoch, logs)
 
 
 class _CoreSummary:
@@ -300,7 +365,7 @@ def _resolve_data(cfg, out):
     for name, (ann, images) in (("train", train), ("val", val)):
         if ann is not None and images is None:
             raise ValueError(f"--{name}-ann needs --{name}-images.")
-    return train, val if val[0] is not None else None
+    return train, (val if val[0] is not None else None)
 
 
 def build_callbacks(cfg, out, val, resume_epoch):
@@ -328,9 +393,6 @@ def build_callbacks(cfg, out, val, resume_epoch):
             step_schedule(cfg.lr, cfg.lr_steps, cfg.lr_factor)
         ),
         _TensorBoard(str(out / "tensorboard")),
-        keras.callbacks.ModelCheckpoint(
-            str(out / "last.weights.h5"), save_weights_only=True
-        ),
     ]
     if evaluate:
         # ModelCheckpoint's best is not part of the backup: take it from
@@ -340,18 +402,18 @@ def build_callbacks(cfg, out, val, resume_epoch):
             if resuming
             else None
         )
+        callbacks += [
+            _BestCheckpoint(str(out / "best.weights.h5"), "val_AP", best),
+            _FillMissingMetrics([f"val_{m}" for m in VAL_METRICS]),
+        ]
+    else:
+        # Without val_AP there is no best: keep the latest epoch, in case
+        # the backup is lost too. (`main` also writes it after `fit`.)
         callbacks.append(
             keras.callbacks.ModelCheckpoint(
-                str(out / "best.weights.h5"),
-                monitor="val_AP",
-                mode="max",
-                save_best_only=True,
-                save_weights_only=True,
-                initial_value_threshold=best,
-                verbose=1,
+                str(out / "last.weights.h5"), save_weights_only=True
             )
         )
-        callbacks.append(_FillMissingMetrics([f"val_{m}" for m in VAL_METRICS]))
     callbacks += [
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=resuming),
         keras.callbacks.BackupAndRestore(str(out / "backup")),
@@ -375,9 +437,9 @@ def main(argv=None, callbacks=()):
         callbacks: Extra Keras callbacks, run after the script's own.
 
     Returns:
-        dict: the final COCO metrics (empty without a validation set),
-        `best_AP`, `epochs_run` (epochs trained by this call) and
-        `history` (`model.fit`'s history).
+        dict: the final COCO metrics (none without a validation set),
+        `best_AP`, `epochs_run` (epochs trained by this call), `history`
+        (`model.fit`'s history) and the trained `model`.
     """
     cfg = parse_args(argv)
     out = Path(cfg.out)
@@ -388,6 +450,13 @@ def main(argv=None, callbacks=()):
     keras.utils.set_random_seed(cfg.seed)
     (train_ann, train_images), val = _resolve_data(cfg, out)
 
+    resume_epoch = _backup_epoch(out)
+    if resume_epoch is not None:
+        print(
+            f"Resuming from the backup in {out / 'backup'} at epoch "
+            f"{resume_epoch + 1} of {cfg.epochs}."
+        )
+
     h, w = cfg.input_size
     model = zoo.load(cfg.model, input_shape=(h, w, 3), compile=False)
     train, report = build_top_down_dataset(
@@ -396,7 +465,9 @@ def main(argv=None, callbacks=()):
         model.codec,
         batch_size=cfg.batch_size,
         training=True,
-        seed=cfg.seed,
+        # A resumed run must not replay the first epochs' shuffles and
+        # augmentations.
+        seed=cfg.seed + (resume_epoch or 0),
         return_report=True,
     )
     if report.spec.num_keypoints != model.num_keypoints:
@@ -411,14 +482,10 @@ def main(argv=None, callbacks=()):
         train = train.repeat()
     # A float learning rate is an optimizer variable that the scheduler
     # sets each epoch (see `step_schedule` for why not a schedule object).
-    model.compile(optimizer=keras.optimizers.Adam(cfg.lr))
+    model.compile(
+        optimizer=keras.optimizers.Adam(cfg.lr), run_eagerly=cfg.run_eagerly
+    )
 
-    resume_epoch = _backup_epoch(out)
-    if resume_epoch is not None:
-        print(
-            f"Resuming from the backup in {out / 'backup'} at epoch "
-            f"{resume_epoch + 1} of {cfg.epochs}."
-        )
     fit_callbacks = build_callbacks(cfg, out, val, resume_epoch)
     history = model.fit(
         train,
@@ -428,7 +495,12 @@ def main(argv=None, callbacks=()):
         verbose=cfg.verbose,
     )
 
-    result = {"epochs_run": len(history.epoch), "history": history.history}
+    model.save_weights(out / "last.weights.h5")
+    result = {
+        "epochs_run": len(history.epoch),
+        "history": history.history,
+        "model": model,
+    }
     metrics = {}
     # Best val_AP of the training evaluations (of best.weights.h5), this
     # call's and an interrupted one's alike.
