@@ -1,16 +1,19 @@
 """``tf.data`` pipelines that feed top-down pose estimators.
 
-One element per person: read and decode the JPEG, draw the official random
-crop (training), warp the crop, normalise it and encode the heatmap
-targets. All of it is TensorFlow ops, so it runs in parallel without the
-Python lock. Feeds ``model.fit`` on any Keras backend.
+One sample per person: draw the official random crop (training), decode
+the part of the JPEG it covers, warp and normalise it, and encode the
+heatmap targets. All of it is TensorFlow ops, so it runs in parallel
+without the Python lock. Feeds ``model.fit`` on any Keras backend.
+
+Only read + decode + warp run once per person; the geometry before and the
+heatmaps after run once per batch, vectorised, because tf.data charges
+microseconds per op however small the op is.
 
 Shape letters: B batch, K keypoints, (H, W) input, (h, w) heatmap.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import secrets
 from typing import Any
@@ -24,18 +27,17 @@ from kerapose.data.heatmap_targets import encode_heatmaps_tf
 from kerapose.data.keypoint_specs import KeypointSpec
 from kerapose.data.transforms import AugmentConfig
 from kerapose.data.transforms import affine_points
-from kerapose.data.transforms import _warp_axis_aligned
-from kerapose.data.transforms import _warp_projective
 from kerapose.data.transforms import augment
 from kerapose.data.transforms import compose_affine
 from kerapose.data.transforms import flip_matrix
 from kerapose.data.transforms import get_affine_matrix
 from kerapose.data.transforms import get_inverse_affine
-from kerapose.data.transforms import normalize_image
+from kerapose.data.transforms import warp_inverse
 
 __all__ = ["build_top_down_dataset", "make_top_down_dataset"]
 
 _META_KEYS = ("center", "scale", "image_id", "annotation_id", "score", "area")
+_GEOMETRY_KEYS = ("image_path", "inverse", "box")
 
 
 def build_top_down_dataset(
@@ -68,8 +70,10 @@ def build_top_down_dataset(
     (B, 2), ``image_id``, ``annotation_id``, ``score`` and ``area`` (B,)
     to map predictions back to the image.
 
-    Images that fail to decode despite the loader's checks are dropped
-    with a logged warning instead of stopping the epoch.
+    Every kept instance comes out once per epoch, so the dataset has a
+    known length (``len(dataset)``, Keras' progress bar): the loader's
+    image checks leave out (and count) unreadable files up front, and
+    truncated JPEG data is decoded as far as it goes rather than raising.
 
     Args:
         ann_file: COCO keypoint annotation JSON.
@@ -86,14 +90,17 @@ def build_top_down_dataset(
         det_score_threshold: Lowest detection score kept.
         shuffle_buffer: Shuffle buffer size. Defaults to all instances (an
             element is a few numbers and a path, not an image).
-        num_parallel_calls: Parallelism of the per-person map.
+        num_parallel_calls: Parallelism of the maps (the per-person decode
+            and warp is the one that counts).
         include_meta: Evaluation only: yield ``(images, meta)``.
         augment_config: Training augmentation. Defaults to the official
             recipe, ``AugmentConfig()``.
         drop_remainder: Drop a last partial batch. Defaults to
             ``training`` (fixed shapes avoid recompiling).
-        check_images: Image checks of the loader (see
-            :func:`~kerapose.data.coco.load_coco_instances`).
+        check_images: Image checks of the loader, ``"header"`` or
+            ``"decode"`` (see :func:`~kerapose.data.coco.
+            load_coco_instances`); ``"exists"`` is refused, as a file that
+            is not an image would stop the epoch.
         verbose: Print the loader's report once.
         return_report: Also return the :class:`~kerapose.data.coco.
             LoadReport`.
@@ -101,6 +108,12 @@ def build_top_down_dataset(
     Returns:
         The ``tf.data.Dataset``, or ``(dataset, report)``.
     """
+    if check_images == "exists":
+        raise ValueError(
+            "check_images='exists' lets files that are not images through, "
+            "and one would stop the epoch; use 'header' (the default, "
+            "cheap) or 'decode'."
+        )
     instances, report = load_coco_instances(
         ann_file,
         image_dir,
@@ -143,6 +156,10 @@ def make_top_down_dataset(
     drop_remainder: bool | None = None,
 ) -> tf.data.Dataset:
     """:func:`build_top_down_dataset` from already loaded instances.
+
+    The image files must have passed the loader's ``"header"`` or
+    ``"decode"`` check: the dataset skips nothing, and a file that is not
+    an image stops the epoch with an error.
 
     Args:
         instances: The dict of :func:`~kerapose.data.coco.
@@ -187,11 +204,10 @@ def make_top_down_dataset(
             seed=seed,
             reshuffle_each_iteration=True,
         )
-    # Per-element tf.data ops cost microseconds each however small they
-    # are, so everything that need not touch pixels one image at a time
-    # (augmentation, matrices, heatmaps, normalisation) runs once per
-    # batch, vectorised. Only read + decode + warp stay per element.
+    # Batch first: the geometry of a whole batch is a few dozen vectorised
+    # ops, where per element it cost about as much as the JPEG decode.
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    parallel = {"num_parallel_calls": num_parallel_calls, "deterministic": True}
     if training:
         # One fresh random number per batch and epoch; with the batch
         # index it seeds the stateless augmentation ops.
@@ -200,24 +216,20 @@ def make_top_down_dataset(
         )
         ds = tf.data.Dataset.zip(ds, draws).enumerate()
         ds = ds.map(
-            lambda i, pair: stages.geometry(pair[0], tf.stack([pair[1], i]))
+            lambda i, pair: stages.geometry(pair[0], tf.stack([pair[1], i])),
+            **parallel,
         )
     else:
-        ds = ds.map(lambda batch: stages.geometry(batch, None))
+        ds = ds.map(lambda batch: stages.geometry(batch, None), **parallel)
     ds = ds.unbatch()
-    # Every instance comes out (the loader screened the files), so the
-    # length is known: Keras shows the epoch's total and `len()` works.
+    # Every instance comes out (the loader screened the files and nothing
+    # is filtered), so the length is known: `len(dataset)` works and Keras
+    # shows each epoch's total.
     count = num - num % batch_size if drop_remainder else num
     ds = ds.apply(tf.data.experimental.assert_cardinality(count))
-    ds = ds.map(
-        stages.crop, num_parallel_calls=num_parallel_calls, deterministic=True
-    )
+    ds = ds.map(stages.crop, **parallel)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(
-        functools.partial(stages.finish, include_meta=include_meta),
-        num_parallel_calls=num_parallel_calls,
-        deterministic=True,
-    )
+    ds = ds.map(lambda batch: stages.finish(batch, include_meta), **parallel)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -264,7 +276,6 @@ class _Stages:
         out = {
             "image_path": batch["image_path"],
             "inverse": get_inverse_affine(image_matrix),
-            "axis_aligned": tf.equal(sample["rotation"], 0.0),
             "box": _source_box(image_matrix, size),
             "keypoints": affine_points(sample["keypoints"], matrix[:, None]),
             "visibility": sample["visibility"],
@@ -275,27 +286,19 @@ class _Stages:
     def crop(self, elem):
         """Reads, decodes and warps one image: the only per-element map."""
         raw = tf.io.read_file(elem["image_path"])
-        window = _clip_box(elem["box"], _image_shape(raw))
-        image = _decode_window(raw, window)
+        image, window = _decode_box(raw, elem["box"])
         # Crop pixel -> window pixel.
         offset = tf.cast(tf.stack([window[1], window[0]]), tf.float32)
-        inverse = tf.concat(
-            [elem["inverse"][:, :2], (elem["inverse"][:, 2] - offset)[:, None]],
-            axis=1,
-        )
+        inverse = elem["inverse"] - tf.pad(offset[:, None], [[0, 0], [2, 0]])
         size = self.codec.input_size
-        crop = tf.cond(
-            elem["axis_aligned"],
-            lambda: _warp_axis_aligned(image, inverse, size),
-            lambda: _warp_projective(image, inverse, size),
-        )
-        out = dict(elem)
-        out["image"] = tf.ensure_shape(crop, (*size, 3))
+        # Only what the batched end needs goes on through batching.
+        out = {k: v for k, v in elem.items() if k not in _GEOMETRY_KEYS}
+        out["image"] = warp_inverse(image, inverse, size, normalize=True)
         return out
 
     def finish(self, batch, include_meta):
-        """Normalisation and heatmap targets of a batch."""
-        images = normalize_image(batch["image"])
+        """Heatmap targets of a batch."""
+        images = batch["image"]
         if include_meta:
             return images, {k: batch[k] for k in _META_KEYS if k in batch}
         heatmaps, weights = encode_heatmaps_tf(
@@ -304,47 +307,38 @@ class _Stages:
         return images, heatmaps, weights
 
 
-def _is_jpeg(raw):
-    return tf.strings.substr(raw, 0, 3) == b"\xff\xd8\xff"
-
-
-def _image_shape(raw):
-    """(height, width) from the JPEG or PNG header, without decoding."""
-
-    def png_shape():
-        # IHDR: big-endian uint32 width and height at bytes 16-23.
-        b = tf.cast(
-            tf.io.decode_raw(tf.strings.substr(raw, 16, 8), tf.uint8), tf.int32
-        )
-        width = b[0] * 2**24 + b[1] * 2**16 + b[2] * 2**8 + b[3]
-        height = b[4] * 2**24 + b[5] * 2**16 + b[6] * 2**8 + b[7]
-        return tf.stack([height, width])
-
-    return tf.cond(
-        _is_jpeg(raw), lambda: tf.io.extract_jpeg_shape(raw)[:2], png_shape
-    )
-
-
-def _decode_window(raw, window):
-    """RGB pixels of ``window`` = ``[y, x, h, w]``, uint8.
+def _decode_box(raw, box):
+    """RGB pixels (uint8) of ``box`` clipped to the image, and the window.
 
     JPEGs decode only the window (people are often small); that is exact,
     as libjpeg decodes the window's blocks the same way. INTEGER_ACCURATE
-    matches OpenCV, which the official code uses.
+    matches OpenCV, which the official code uses. The loader already left
+    out files that do not decode whole; recovering truncated data here
+    means a file damaged since then still cannot stop the epoch.
     """
 
     def jpeg():
-        return tf.io.decode_and_crop_jpeg(
-            raw, window, channels=3, dct_method="INTEGER_ACCURATE"
+        window = _clip_box(box, tf.io.extract_jpeg_shape(raw)[:2])
+        pixels = tf.io.decode_and_crop_jpeg(
+            raw,
+            window,
+            channels=3,
+            dct_method="INTEGER_ACCURATE",
+            try_recover_truncated=True,
+            acceptable_fraction=0.0,
         )
+        return pixels, window
 
     def png():
         image = tf.io.decode_png(raw, channels=3, dtype=tf.uint8)
-        return tf.slice(
+        window = _clip_box(box, tf.shape(image)[:2])
+        pixels = tf.slice(
             image, [window[0], window[1], 0], [window[2], window[3], 3]
         )
+        return pixels, window
 
-    return tf.cond(_is_jpeg(raw), jpeg, png)
+    is_jpeg = tf.strings.substr(raw, 0, 3) == b"\xff\xd8\xff"
+    return tf.cond(is_jpeg, jpeg, png)
 
 
 def _source_box(matrix, output_size, margin=2):

@@ -6,12 +6,16 @@ the input aspect ratio); the crop is the similarity transform that maps the
 box, rotated by ``rotation`` degrees, onto the network input. Points follow
 the OpenCV pixel convention (integer coordinates are pixel centres).
 
+The geometry functions take one instance or a batch (leading dims written
+``...``): the pipeline runs them once per batch, vectorised.
+
 Shape letters: K keypoints, (H, W) network input.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -32,6 +36,7 @@ __all__ = [
     "get_affine_matrix",
     "get_inverse_affine",
     "normalize_image",
+    "warp_inverse",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -180,65 +185,136 @@ def get_inverse_affine(matrix: Any) -> tf.Tensor:
 
 
 def affine_warp_image(
-    image: Any, matrix: Any, output_size: tuple[int, int]
+    image: Any,
+    matrix: Any,
+    output_size: tuple[int, int],
+    normalize: bool = False,
 ) -> tf.Tensor:
     """Bilinear warp like ``cv2.warpAffine(image, matrix, ...)``, fill 0.
-
-    Axis-aligned matrices (no rotation; flips allowed) take a faster
-    separable path; both give the same values up to float rounding.
 
     Args:
         image: (H, W, C) image, any real dtype.
         matrix: (2, 3) image -> crop matrix.
         output_size: ``(height, width)`` of the crop.
+        normalize: Return :func:`normalize_image` of the crop (C = 3),
+            computed in the same pass.
+
+    Returns:
+        (height, width, C) float32 crop.
+    """
+    inverse = get_inverse_affine(matrix)
+    return warp_inverse(image, inverse, output_size, normalize)
+
+
+def warp_inverse(
+    image: Any,
+    inverse: Any,
+    output_size: tuple[int, int],
+    normalize: bool = False,
+) -> tf.Tensor:
+    """:func:`affine_warp_image` given the crop -> image matrix.
+
+    Each output pixel blends its four source neighbours; neighbours outside
+    the image count as 0 (OpenCV's constant border). The sampling is one
+    XLA-compiled loop: the TensorFlow kernels for it
+    (ImageProjectiveTransformV3, crop_and_resize) cost 2-3x more, and the
+    normalisation rides along for free.
+
+    Args:
+        image: (H, W, C) image, any real dtype.
+        inverse: (2, 3) crop (x, y, 1) -> image (x, y) matrix.
+        output_size: ``(height, width)`` of the crop.
+        normalize: See :func:`affine_warp_image`.
 
     Returns:
         (height, width, C) float32 crop.
     """
     image = tf.convert_to_tensor(image)
-    matrix = tf.cast(matrix, tf.float32)
-    inv = get_inverse_affine(matrix)
-    axis_aligned = (matrix[0, 1] == 0.0) & (matrix[1, 0] == 0.0)
-    crop = tf.cond(
-        axis_aligned,
-        lambda: _warp_axis_aligned(image, inv, output_size),
-        lambda: _warp_projective(image, inv, output_size),
+    channels = image.shape[-1]
+    if channels is None:
+        raise ValueError("the image needs a static channel count.")
+    shape = tf.shape(image)
+    count = shape[0] * shape[1]
+    # XLA compiles once per input shape, so the pixels go in as a flat list
+    # padded to a power of two: a few shapes cover any image size.
+    bucket = tf.cast(
+        2.0 ** tf.math.ceil(tf.math.log(tf.cast(count, tf.float32)) / _LN2),
+        tf.int32,
     )
-    return tf.ensure_shape(crop, (*output_size, None))
-
-
-def _warp_projective(image, inv, output_size):
-    # The op maps each output pixel to the input, so it wants the inverse;
-    # its pixel centres sit on integers, as in OpenCV.
-    transform = tf.concat([tf.reshape(inv, [6]), tf.zeros([2])], axis=0)
-    crop = tf.raw_ops.ImageProjectiveTransformV3(
-        images=tf.cast(image, tf.float32)[None],
-        transforms=transform[None],
-        output_shape=tf.constant(output_size, tf.int32),
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode="CONSTANT",
+    bucket = tf.where(bucket < count, 2 * bucket, bucket)
+    bucket = tf.maximum(bucket, _MIN_BUCKET)
+    # (Padding the flat bytes is a plain copy; a (count, C) pad is slower.)
+    pixels = tf.pad(tf.reshape(image, [-1]), [[0, (bucket - count) * channels]])
+    pixels = tf.reshape(pixels, [bucket, channels])
+    if normalize:
+        if channels != 3:
+            raise ValueError(f"normalize wants RGB images, got {channels}.")
+        gain = [1.0 / (255.0 * s) for s in IMAGENET_STD]
+        bias = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
+    else:
+        gain, bias = [1.0] * channels, [0.0] * channels
+    crop = _bilinear_sample()(
+        pixels,
+        shape[0],
+        shape[1],
+        tf.cast(inverse, tf.float32),
+        tf.constant(gain, tf.float32),
+        tf.constant(bias, tf.float32),
+        tuple(int(s) for s in output_size),
     )
-    return crop[0]
+    return tf.ensure_shape(crop, (*output_size, channels))
 
 
-def _warp_axis_aligned(image, inv, output_size):
-    # crop_and_resize samples along a box, i.e. source = a * out + b per
-    # axis. It drops samples outside [0, size - 1] instead of blending them
-    # with the fill, so a one-pixel zero border makes the edges match.
-    padded = tf.pad(image, [[1, 1], [1, 1], [0, 0]])
-    span = tf.cast(tf.shape(padded)[:2] - 1, tf.float32)  # (y, x)
+_LN2 = math.log(2.0)
+_MIN_BUCKET = 4096
+
+
+def _sample_pixels(pixels, height, width, inverse, gain, bias, output_size):
+    """The warp loop: (L, C) row-major pixels -> (h, w, C) float32 crop."""
     out_h, out_w = output_size
-    y0 = inv[1, 2] + 1.0
-    x0 = inv[0, 2] + 1.0
-    # A one-pixel axis samples the box middle: make the box a point there.
-    y1 = y0 + inv[1, 1] * (out_h - 1)
-    x1 = x0 + inv[0, 0] * (out_w - 1)
-    box = tf.stack([y0 / span[0], x0 / span[1], y1 / span[0], x1 / span[1]])
-    crop = tf.image.crop_and_resize(
-        padded[None], box[None], [0], output_size, extrapolation_value=0.0
-    )
-    return crop[0]
+    u = tf.range(out_w, dtype=tf.float32)[None, :]
+    v = tf.range(out_h, dtype=tf.float32)[:, None]
+    # Beyond one pixel outside, every neighbour is fill: clipping there
+    # changes nothing and keeps the int cast defined.
+    x = inverse[0, 0] * u + (inverse[0, 1] * v + inverse[0, 2])
+    y = inverse[1, 0] * u + (inverse[1, 1] * v + inverse[1, 2])
+    x = tf.clip_by_value(x, -1.0, tf.cast(width, tf.float32))
+    y = tf.clip_by_value(y, -1.0, tf.cast(height, tf.float32))
+    x0, y0 = tf.floor(x), tf.floor(y)
+    fx, fy = x - x0, y - y0
+    xi, yi = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
+    # Neighbours outside the image get weight 0 (and a clamped index);
+    # xi, yi >= -1, so xi + 1, yi + 1 >= 0.
+    wx0 = tf.where((xi >= 0) & (xi < width), 1.0 - fx, 0.0)[..., None]
+    wx1 = tf.where(xi + 1 < width, fx, 0.0)[..., None]
+    wy0 = tf.where((yi >= 0) & (yi < height), 1.0 - fy, 0.0)[..., None]
+    wy1 = tf.where(yi + 1 < height, fy, 0.0)[..., None]
+    col0 = tf.clip_by_value(xi, 0, width - 1)
+    col1 = tf.minimum(xi + 1, width - 1)
+    row0 = tf.clip_by_value(yi, 0, height - 1) * width
+    row1 = tf.minimum(yi + 1, height - 1) * width
+
+    def tap(index):
+        return tf.cast(tf.gather(pixels, index), tf.float32)
+
+    top = wx0 * tap(row0 + col0) + wx1 * tap(row0 + col1)
+    bottom = wx0 * tap(row1 + col0) + wx1 * tap(row1 + col1)
+    return (wy0 * top + wy1 * bottom) * gain + bias
+
+
+@functools.lru_cache(maxsize=None)
+def _bilinear_sample():
+    """:func:`_sample_pixels`, XLA-compiled where XLA is available."""
+    compiled = tf.function(_sample_pixels, jit_compile=True)
+    try:
+        with tf.init_scope():  # run it now, even from inside a trace
+            compiled(
+                tf.zeros([4, 1], tf.uint8), 2, 2, tf.eye(2, 3), [1.0], [0.0],
+                (1, 1),
+            )  # fmt: skip
+    except (tf.errors.OpError, ValueError, NotImplementedError):
+        return tf.function(_sample_pixels)  # same values, ~2x slower
+    return compiled
 
 
 def default_upper_body_indices(spec: KeypointSpec) -> tuple[int, ...]:

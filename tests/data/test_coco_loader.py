@@ -187,7 +187,8 @@ def test_skip_reasons_are_counted(fake):
     for phrase in ("crowd", "no keypoints", "missing image", "corrupt image"):
         assert phrase in text
     assert files[5] in text
-    # Only existence is checked in "exists" mode: the pipeline copes then.
+    # Only existence is checked in "exists" mode (which the training
+    # pipeline refuses for that reason).
     _, report = load_coco_instances(ann, image_dir, check_images="exists")
     assert report.corrupt_image == 0 and report.missing_image > 0
 

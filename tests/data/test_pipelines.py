@@ -115,7 +115,7 @@ def test_seeded_pipelines_repeat_exactly(fake):
 
 
 @tf_only
-def test_corrupt_files_do_not_stop_the_epoch(fake):
+def test_corrupt_files_are_skipped_and_counted(fake):
     ann, image_dir = fake
     data = json.loads(ann.read_text())
     files = {img["id"]: img["file_name"] for img in data["images"]}
@@ -125,26 +125,46 @@ def test_corrupt_files_do_not_stop_the_epoch(fake):
     jpeg = (image_dir / files[1]).read_bytes()
     (image_dir / files[1]).write_bytes(jpeg[: len(jpeg) // 3])  # truncated
     (image_dir / files[2]).write_text("hello, I am not a JPEG\n")
+    # Truncated but with an end marker: passes the cheap header check, and
+    # decodes as far as its data goes.
+    jpeg = (image_dir / files[3]).read_bytes()
+    (image_dir / files[3]).write_bytes(jpeg[: len(jpeg) // 2] + b"\xff\xd9")
     bad = counts[1] + counts[2]
     total = len(data["annotations"])
 
     ds, report = build_top_down_dataset(
         ann, image_dir, CODEC, batch_size=1, seed=0, return_report=True
     )
-    assert report.corrupt_image == bad
-    assert len(_batches(ds)) == total - bad
-    # Skipping the checks: the pipeline drops the files itself.
+    assert report.corrupt_image == bad and report.kept == total - bad
+    assert len(ds) == report.kept
+    batches = _batches(ds)  # the epoch runs to the end
+    assert len(batches) == report.kept
+    assert all(np.isfinite(b[0]).all() for b in batches)
+    with pytest.raises(ValueError, match="exists"):
+        build_top_down_dataset(ann, image_dir, CODEC, check_images="exists")
+
+
+@tf_only
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("drop_remainder", [True, False])
+def test_cardinality_is_known(fake, training, drop_remainder):
+    ann, image_dir = fake
     ds, report = build_top_down_dataset(
         ann,
         image_dir,
         CODEC,
-        batch_size=1,
+        batch_size=4,
+        training=training,
         seed=0,
-        check_images="exists",
+        drop_remainder=drop_remainder,
+        verbose=False,
         return_report=True,
     )
-    assert report.corrupt_image == 0 and report.kept == total
-    assert len(_batches(ds)) == total - bad
+    rounding = math.floor if drop_remainder else math.ceil
+    want = rounding(report.kept / 4)
+    assert report.kept % 4  # a partial last batch exists
+    assert int(ds.cardinality()) == len(ds) == want
+    assert len(_batches(ds)) == want
 
 
 @tf_only

@@ -18,7 +18,9 @@ from kerapose.data.transforms import compose_affine
 from kerapose.data.transforms import default_upper_body_indices
 from kerapose.data.transforms import flip_matrix
 from kerapose.data.transforms import get_affine_matrix
+from kerapose.data.transforms import get_inverse_affine
 from kerapose.data.transforms import normalize_image
+from kerapose.data.transforms import warp_inverse
 
 # TensorFlow ops only: independent of the Keras backend.
 pytestmark = pytest.mark.tf_only
@@ -100,6 +102,83 @@ def test_warp_matches_opencv(rot, flip):
         mirrored = np.ascontiguousarray(image[:, ::-1])
         plain = cv2.warpAffine(mirrored, m @ mirror, (48, 64))
         np.testing.assert_allclose(got, plain, atol=1.0)
+
+
+def test_warp_equals_tensorflow_projective_transform():
+    # The TensorFlow op the warp replaced: same bilinear sampling and zero
+    # border, on tiny and odd-sized images, borders and far-off crops.
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        h, w = rng.integers(1, 30, 2)
+        image = rng.integers(0, 256, (h, w, 3)).astype(np.uint8)
+        linear = rng.uniform(-2, 2, (2, 2))
+        if trial % 2:  # axis-aligned, possibly mirrored
+            linear = np.diag(rng.uniform(0.2, 2, 2) * rng.choice([-1, 1], 2))
+        shift = rng.uniform(-10, max(h, w) + 10, 2)
+        inverse = np.c_[linear, shift].astype(np.float32)
+        got = warp_inverse(image, inverse, (12, 10))
+        want = tf.raw_ops.ImageProjectiveTransformV3(
+            images=tf.cast(image, tf.float32)[None],
+            transforms=np.r_[inverse.ravel(), 0, 0][None].astype(np.float32),
+            output_shape=[12, 10],
+            fill_value=0.0,
+            interpolation="BILINEAR",
+            fill_mode="CONSTANT",
+        )[0]
+        np.testing.assert_allclose(got, want, atol=2e-3)
+    # Whole-pixel shifts copy pixels; the one-pixel frame is fill.
+    image = rng.integers(0, 256, (5, 7, 3)).astype(np.uint8)
+    got = warp_inverse(image, [[1, 0, -1], [0, 1, -1]], (7, 9)).numpy()
+    np.testing.assert_array_equal(got[1:6, 1:8], image)
+    got[1:6, 1:8] = 0
+    assert not got.any()
+    # Normalising in the same pass equals normalising afterwards.
+    m = get_affine_matrix([3.0, 2.0], [0.03, 0.04], 30.0, (8, 6))
+    np.testing.assert_allclose(
+        affine_warp_image(image, m, (8, 6), normalize=True),
+        normalize_image(affine_warp_image(image, m, (8, 6))),
+        atol=1e-5,
+    )
+
+
+def test_geometry_ops_broadcast_over_a_batch():
+    rng = np.random.default_rng(2)
+    center = rng.uniform(0, 300, (5, 2)).astype(np.float32)
+    scale = rng.uniform(0.2, 2, (5, 2)).astype(np.float32)
+    rot = rng.uniform(-90, 90, 5).astype(np.float32)
+    width = rng.integers(50, 400, 5)
+    m = get_affine_matrix(center, scale, rot, (64, 48))
+    f = compose_affine(m, flip_matrix(width))
+    inv = get_inverse_affine(f)
+    pts = rng.uniform(0, 300, (5, 17, 2))
+    mapped = affine_points(pts, f[:, None])
+    for i in range(5):
+        mi = get_affine_matrix(center[i], scale[i], rot[i], (64, 48))
+        fi = compose_affine(mi, flip_matrix(width[i]))
+        np.testing.assert_allclose(m[i], mi, rtol=1e-6, atol=1e-4)
+        np.testing.assert_allclose(f[i], fi, rtol=1e-6, atol=1e-4)
+        np.testing.assert_allclose(
+            inv[i], get_inverse_affine(fi), rtol=1e-5, atol=1e-3
+        )
+        np.testing.assert_allclose(
+            mapped[i], affine_points(pts[i], fi), rtol=1e-5, atol=1e-3
+        )
+
+
+def test_batched_augment_matches_the_recipe():
+    # One seed draws independent parameters for every instance of a batch;
+    # each instance's result is a valid single-instance augmentation.
+    batch = {k: tf.stack([v] * 400) for k, v in _sample().items()}
+    out = augment(batch, [3, 9], COCO_17, 0.75, AugmentConfig())
+    rot, flips = out["rotation"].numpy(), out["flip"].numpy()
+    assert rot.shape == flips.shape == (400,)
+    assert 0.5 < np.mean(rot != 0) < 0.7 and 0.4 < flips.mean() < 0.6
+    assert len(np.unique(out["scale"].numpy()[:, 0])) > 200  # not one draw
+    cfg = AugmentConfig(**{**NO_AUG, "flip_prob": 1.0})
+    flipped = augment(batch, [3, 9], COCO_17, 0.75, cfg)
+    single = augment(_sample(), [3, 9], COCO_17, 0.75, cfg)
+    for key in ("center", "keypoints", "visibility"):
+        np.testing.assert_allclose(flipped[key][7], single[key], rtol=1e-6)
 
 
 def test_flip_matrix_is_the_official_mirror():
@@ -247,6 +326,7 @@ def test_random_ranges_follow_the_recipe():
 def test_tf_encode_equals_numpy_encode(codec):
     rng = np.random.default_rng(0)
     h, w = codec.input_size
+    batch = []
     for _ in range(20):
         kpts = rng.uniform([-0.3 * w, -0.3 * h], [1.3 * w, 1.3 * h], (17, 2))
         kpts = kpts.astype(np.float32)
@@ -255,6 +335,12 @@ def test_tf_encode_equals_numpy_encode(codec):
         maps, weights = encode_heatmaps_tf(kpts, vis, codec)
         np.testing.assert_allclose(maps, want_maps, atol=1e-6)
         np.testing.assert_array_equal(weights, want_w)
+        batch.append((kpts, vis, want_maps, want_w))
+    # A batch in one call: the same maps as one by one.
+    kpts, vis, want_maps, want_w = (np.stack(x) for x in zip(*batch))
+    maps, weights = encode_heatmaps_tf(kpts, vis, codec)
+    np.testing.assert_allclose(maps, want_maps, atol=1e-6)
+    np.testing.assert_array_equal(weights, want_w)
     # Far outside the crop: weight 0 and an empty map, like the reference.
     kpts = np.array([[-500.0, 10.0], [10.0, 1e9]] + [[8.0, 8.0]] * 15)
     maps, weights = encode_heatmaps_tf(kpts, np.ones(17), codec)
