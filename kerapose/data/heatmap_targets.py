@@ -51,13 +51,13 @@ def encode_heatmaps_tf(
     # Unlabelled coordinates can be anything (even NaN); park them at 0.
     keypoints = tf.where(labelled[..., None], keypoints, 0.0)
     keypoints = tf.clip_by_value(keypoints, -_COORD_LIMIT, _COORD_LIMIT)
-    # Same float32 arithmetic as the reference, then truncation like int().
-    mu_x = tf.cast(
-        tf.cast(keypoints[..., 0] / stride_x + 0.5, tf.int32), tf.float32
-    )
-    mu_y = tf.cast(
-        tf.cast(keypoints[..., 1] / stride_y + 0.5, tf.int32), tf.float32
-    )
+    mu_x = keypoints[..., 0] / stride_x
+    mu_y = keypoints[..., 1] / stride_y
+    if not getattr(codec, "unbiased", False):
+        # Same float32 arithmetic as the reference, then truncation like
+        # int(); the unbiased (DARK) encoding keeps the sub-pixel centre.
+        mu_x = tf.cast(tf.cast(mu_x + 0.5, tf.int32), tf.float32)
+        mu_y = tf.cast(tf.cast(mu_y + 0.5, tf.int32), tf.float32)
     in_bounds = ~(
         (mu_x - radius >= w)
         | (mu_y - radius >= h)

@@ -320,8 +320,9 @@ def test_random_ranges_follow_the_recipe():
         MSRAHeatmap(),
         MSRAHeatmap((64, 64), (16, 16), sigma=2.0),
         MSRAHeatmap((384, 288), (96, 72), sigma=3.0),
+        MSRAHeatmap((64, 48), (16, 12), unbiased=True),
     ],
-    ids=["256x192", "64x64", "384x288"],
+    ids=["256x192", "64x64", "384x288", "unbiased"],
 )
 def test_tf_encode_equals_numpy_encode(codec):
     rng = np.random.default_rng(0)
