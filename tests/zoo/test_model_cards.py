@@ -1,6 +1,5 @@
 """Model cards in zoo/ must agree with what the code measures."""
 
-import re
 from pathlib import Path
 
 import pytest
