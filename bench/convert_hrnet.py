@@ -33,7 +33,6 @@ MODEL = "hrnet_w48"
 EXPECTED_PARAMS = 63_595_745  # official W48 256x192, buffers excluded
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 _TITLE = "Checkpoint conversion (HRNet-W48)"
-_COMMAND = "python bench/convert_hrnet.py --write"
 
 
 def _peak_rss_mib():
@@ -343,9 +342,10 @@ def main():
     print(text)
     if args.write:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from report import invocation
         from report import write_section
 
-        write_section(_TITLE, text, _COMMAND)
+        write_section(_TITLE, text, invocation())
 
 
 if __name__ == "__main__":

@@ -155,12 +155,13 @@ def main():
     text = "\n".join(lines)
     print(text)
     if args.write:
+        from report import invocation
         from report import write_section
 
         write_section(
             "HRNet-W32 inference latency (CPU)",
             text,
-            "python bench/hrnet_latency.py --write",
+            invocation(),
         )
 
 

@@ -114,13 +114,13 @@ def main():
     )
     print(body)
     if args.write:
+        from report import invocation
         from report import write_section
 
         write_section(
             f"Learning on synthetic data ({r['model']})",
             body,
-            f"python bench/learn_synthetic.py --model {args.model} "
-            f"--minutes {args.minutes:g} --write",
+            invocation(),
         )
 
 

@@ -43,3 +43,11 @@ def write_section(title: str, body: str, command: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section
     BENCHMARKS.write_text(text.rstrip("\n") + "\n")
+
+
+def invocation() -> str:
+    """The command line this script was run with, for `Reproduce:`."""
+    import shlex
+    import sys
+
+    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
