@@ -31,8 +31,11 @@ class PoseEstimator(keras.Model):
         return keras.optimizers.Adam(1e-3)
 
     def default_loss(self):
-        raise NotImplementedError(
-            f"{type(self).__name__} must define default_loss()."
+        # Each estimator family names its recipe's loss; a bare base class
+        # has none, so "auto" cannot be resolved.
+        raise ValueError(
+            f"{type(self).__name__} has no default loss; pass `loss=` to "
+            "compile()."
         )
 
     def compile(self, optimizer="auto", loss="auto", metrics=None, **kwargs):
