@@ -7,7 +7,7 @@
    (TensorFlow backend, when ai-edge-litert is installed),
 5. draws the predicted skeletons on a val image.
 
-    python examples/demo.py [--out demo_out] [--epochs 8]
+    python examples/demo.py [--out demo_out] [--epochs 20]
 """
 
 import argparse
@@ -34,10 +34,10 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="demo_out")
     parser.add_argument("--model", default="test_hrnet")
-    parser.add_argument("--input-size", type=int, nargs=2, default=(128, 96))
-    parser.add_argument("--train-images", type=int, default=400)
+    parser.add_argument("--input-size", type=int, nargs=2, default=(64, 64))
+    parser.add_argument("--train-images", type=int, default=300)
     parser.add_argument("--val-images", type=int, default=40)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
