@@ -17,18 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from kerapose.data.keypoint_specs import COCO_17
-from kerapose.data.keypoint_specs import CROWDPOSE_14
-from kerapose.data.keypoint_specs import MPII_16
 from kerapose.data.keypoint_specs import KeypointSpec
 from kerapose.data.keypoint_specs import get_keypoint_spec
+from kerapose.data.keypoint_specs import spec_for_num_keypoints
 
 __all__ = ["LoadReport", "box_to_center_scale", "load_coco_instances"]
 
 PIXEL_STD = 200.0  # the official code measures scale in units of 200 px
 BOX_PADDING = 1.25
 
-_SPEC_BY_COUNT = {17: COCO_17, 16: MPII_16, 14: CROWDPOSE_14}
 _CHECK_MODES = ("exists", "header", "decode")
 _MAX_LISTED_FILES = 20
 
@@ -269,12 +266,13 @@ def _resolve_spec(spec: Any, category: dict | None, ann_file: str):
             raise ValueError(
                 f"{ann_file}: no category lists 'keypoints'; pass a spec."
             )
-        if count not in _SPEC_BY_COUNT:
+        builtin = spec_for_num_keypoints(count)
+        if builtin is None:
             raise ValueError(
                 f"{ann_file}: no built-in keypoint spec has {count} "
                 "keypoints; pass a KeypointSpec as `spec`."
             )
-        return _SPEC_BY_COUNT[count]
+        return builtin
     spec = get_keypoint_spec(spec)
     if count is not None and count != spec.num_keypoints:
         raise ValueError(

@@ -22,6 +22,7 @@ import os
 import keras
 import numpy as np
 
+from kerapose.data.coco import PIXEL_STD
 from kerapose.data.keypoint_specs import MPII_16
 from kerapose.eval.functional import head_size_from_keypoints
 from kerapose.eval.functional import pckh
@@ -32,7 +33,6 @@ from kerapose.inference.top_down import predict_heatmaps
 
 __all__ = ["evaluate_mpii_pckh", "load_mpii_instances"]
 
-PIXEL_STD = 200.0
 NUM_JOINTS = 16
 # The official MPII table leaves pelvis and thorax out of the mean.
 MEAN_EXCLUDES = (6, 7)

@@ -21,6 +21,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from kerapose.data.coco import PIXEL_STD
 from kerapose.data.keypoint_specs import KeypointSpec
 
 __all__ = [
@@ -41,7 +42,6 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_PIXEL_STD = 200.0
 
 # Keypoint-name fragments of the lower body, for the half-body split.
 _LOWER_BODY_WORDS = ("hip", "knee", "ankle", "foot", "heel", "toe", "pelvis")
@@ -100,11 +100,11 @@ def get_affine_matrix(
     cos, sin = tf.cos(theta), tf.sin(theta)
     half_out = tf.constant([out_w * 0.5, out_h * 0.5], tf.float32)
     if inverse:
-        k = scale[..., 0] * _PIXEL_STD / out_w
+        k = scale[..., 0] * PIXEL_STD / out_w
         linear = _matrix2x2(cos, -sin, sin, cos) * k[..., None, None]
         shift = center - tf.linalg.matvec(linear, half_out)
     else:
-        k = out_w / (scale[..., 0] * _PIXEL_STD)
+        k = out_w / (scale[..., 0] * PIXEL_STD)
         linear = _matrix2x2(cos, sin, -sin, cos) * k[..., None, None]
         shift = half_out - tf.linalg.matvec(linear, center)
     return tf.concat([linear, shift[..., None]], axis=-1)
@@ -483,7 +483,7 @@ def _half_body(
         tf.where(w < aspect_ratio * h, h * aspect_ratio, w),
         tf.where(w > aspect_ratio * h, w / aspect_ratio, h),
     )
-    half_scale = tf.stack([w, h], -1) / _PIXEL_STD * config.half_body_padding
+    half_scale = tf.stack([w, h], -1) / PIXEL_STD * config.half_body_padding
     # Also refuse a zero-size box (coincident joints), which the official
     # code would turn into a singular transform.
     use = (enabled & (count >= 2) & (w > 0))[..., None]

@@ -13,13 +13,12 @@ import os
 import keras
 import numpy as np
 
+from kerapose.data.coco import PIXEL_STD
 from kerapose.eval.coco_evaluator import COCOEvaluator
 from kerapose.eval.functional import oks_nms
 from kerapose.eval.functional import rescore
 from kerapose.inference.top_down import keypoints_to_image
 from kerapose.inference.top_down import predict_heatmaps
-
-PIXEL_STD = 200.0
 
 
 def predict_dataset(model, dataset, flip_indices=None):

@@ -8,7 +8,7 @@ the official HRNet code. Integer coordinates are pixel centres (OpenCV).
 
 import numpy as np
 
-PIXEL_STD = 200.0
+from kerapose.data.coco import PIXEL_STD
 
 
 def crop_matrix(center, scale, rotation, output_size, inverse=False):

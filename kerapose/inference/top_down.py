@@ -10,13 +10,15 @@ import numpy as np
 from kerapose.data.coco import box_to_center_scale
 from kerapose.data.keypoint_specs import KeypointSpec
 from kerapose.data.keypoint_specs import spec_for_num_keypoints
+from kerapose.data.transforms import IMAGENET_MEAN as _MEAN
+from kerapose.data.transforms import IMAGENET_STD as _STD
 from kerapose.inference.affine import apply_matrix
 from kerapose.inference.affine import crop_matrix
 from kerapose.inference.image_io import read_image
 from kerapose.inference.results import PoseResult
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+IMAGENET_MEAN = np.asarray(_MEAN, np.float32)
+IMAGENET_STD = np.asarray(_STD, np.float32)
 
 
 def crop_people(image, centers, scales, input_size):
