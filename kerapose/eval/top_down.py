@@ -21,21 +21,31 @@ from kerapose.inference.top_down import keypoints_to_image
 from kerapose.inference.top_down import predict_heatmaps
 
 
-def predict_dataset(model, dataset, flip_indices=None):
+def predict_dataset(model, dataset, flip_indices=None, codec=None):
     """Runs an evaluation dataset of `(images, meta)` batches.
+
+    Args:
+        model: top-down estimator.
+        dataset: batches of `(images, meta)` from `build_top_down_dataset(
+            ..., training=False, include_meta=True)`.
+        flip_indices: left/right joint permutation for the flip test, or
+            `None` for no flip test.
+        codec: heatmap codec used to decode; defaults to `model.codec`
+            (pass another to compare decoders on the same network).
 
     Returns:
         dict of numpy arrays: `keypoints` (N, K, 3: x, y, score) in image
         pixels, `image_id`, `score` (box score), `area` (N,).
     """
-    input_size = tuple(model.codec.input_size)
+    codec = codec or model.codec
+    input_size = tuple(codec.input_size)
     parts = collections.defaultdict(list)
     for images, meta in dataset:
         images = np.asarray(images)
         centers = np.asarray(meta["center"])
         scales = np.asarray(meta["scale"])
         heatmaps = predict_heatmaps(model, images, flip_indices)
-        keypoints, scores = model.codec.decode(heatmaps)
+        keypoints, scores = codec.decode(heatmaps)
         keypoints = keypoints_to_image(
             keras.ops.convert_to_numpy(keypoints), centers, scales, input_size
         )
