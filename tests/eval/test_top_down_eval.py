@@ -99,3 +99,29 @@ def test_empty_dataset_is_a_clear_error(tmp_path):
     )
     with pytest.raises(ValueError, match="no person boxes|empty"):
         evaluate_top_down(zoo.load("test_hrnet"), ann, tmp_path)
+
+
+def test_predict_dataset_decodes_with_the_codec_it_is_given(tmp_path):
+    from kerapose.data.pipelines import build_top_down_dataset
+    from kerapose.data.synthetic import write_synthetic_coco
+    from kerapose.eval.top_down import predict_dataset
+
+    ann = write_synthetic_coco(tmp_path, num_images=3, seed=1, split="val")
+    model = zoo.load("test_hrnet")
+    dataset = build_top_down_dataset(
+        ann,
+        tmp_path / "images",
+        model.codec,
+        training=False,
+        include_meta=True,
+        verbose=False,
+    )
+    dark = MSRAHeatmap.from_config(
+        {**model.codec.get_config(), "refinement": "dark"}
+    )
+    default = predict_dataset(model, dataset)
+    again = predict_dataset(model, dataset, codec=model.codec)
+    refined = predict_dataset(model, dataset, codec=dark)
+    np.testing.assert_allclose(default["keypoints"], again["keypoints"])
+    moved = np.abs(default["keypoints"] - refined["keypoints"])[..., :2]
+    assert moved.max() > 1e-3
