@@ -7,11 +7,15 @@ from kerapose.convert.core import CheckpointMismatchError
 from kerapose.convert.core import ConversionReport
 from kerapose.convert.core import apply_state_dict
 from kerapose.convert.hrnet import convert_hrnet
+from kerapose.convert.omnipose import convert_omnipose
 
-CONVERTERS = {"hrnet": convert_hrnet}
+CONVERTERS = {"hrnet": convert_hrnet, "omnipose": convert_omnipose}
 # Backbone class name -> family. Looked up along the MRO, so a subclass
-# registered here (e.g. a future OmniPose backbone) wins over its parent.
-BACKBONE_FAMILIES = {"HRNetBackbone": "hrnet"}
+# registered here (OmniPoseBackbone) wins over its parent (HRNetBackbone).
+BACKBONE_FAMILIES = {
+    "HRNetBackbone": "hrnet",
+    "OmniPoseBackbone": "omnipose",
+}
 
 
 def _family_of(model):
@@ -57,5 +61,6 @@ __all__ = [
     "apply_state_dict",
     "convert_checkpoint",
     "convert_hrnet",
+    "convert_omnipose",
     "read_checkpoint",
 ]

@@ -3,6 +3,7 @@ from keras import layers
 from keras import ops
 
 from kerapose.api_export import kerapose_export
+from kerapose.layers.separable_conv import SeparableConv
 
 # PyTorch BatchNorm2d defaults, used by HRNet, OmniPose and RSN. Keras's own
 # defaults (eps 1e-3, momentum 0.99) would change the outputs of converted
@@ -41,7 +42,12 @@ class ConvBNAct(layers.Layer):
         bn_momentum: float. Keras convention (`1 - torch momentum`).
             Defaults to `0.9`.
         kernel_initializer: initializer for the conv kernel. Defaults to
-            normal with std 0.001 (the official HRNet init).
+            normal with std 0.001 (the official HRNet init), or He normal
+            when `separable`.
+        dilation_rate: int. Defaults to `1`.
+        separable: bool. Use a `SeparableConv` (depthwise, ReLU, pointwise)
+            in place of the standard conv, as OmniPose-Lite does. Defaults
+            to `False`.
 
     Example:
     ```python
@@ -60,6 +66,8 @@ class ConvBNAct(layers.Layer):
         bn_epsilon=TORCH_BN_EPSILON,
         bn_momentum=TORCH_BN_MOMENTUM,
         kernel_initializer=None,
+        dilation_rate=1,
+        separable=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -78,20 +86,34 @@ class ConvBNAct(layers.Layer):
         self.use_bias = use_bias
         self.bn_epsilon = bn_epsilon
         self.bn_momentum = bn_momentum
+        self.dilation_rate = int(dilation_rate)
+        self.separable = bool(separable)
+        if self.separable and use_bias:
+            raise ValueError("A separable ConvBNAct has no conv bias.")
+        default_init = "he_normal" if separable else official_conv_initializer()
         self.kernel_initializer = keras.initializers.get(
-            kernel_initializer or official_conv_initializer()
+            kernel_initializer or default_init
         )
         self._pad = self.kernel_size // 2 if self.strides > 1 else 0
-        self.conv = layers.Conv2D(
-            self.filters,
-            self.kernel_size,
-            strides=self.strides,
-            padding="valid" if self._pad else "same",
-            use_bias=use_bias,
-            kernel_initializer=self.kernel_initializer,
-            dtype=self.dtype_policy,
-            name="conv",
-        )
+        conv_kwargs = {
+            "strides": self.strides,
+            "padding": "valid" if self._pad else "same",
+            "dilation_rate": self.dilation_rate,
+            "kernel_initializer": self.kernel_initializer,
+            "dtype": self.dtype_policy,
+            "name": "conv",
+        }
+        if self.separable:
+            self.conv = SeparableConv(
+                self.filters, self.kernel_size, **conv_kwargs
+            )
+        else:
+            self.conv = layers.Conv2D(
+                self.filters,
+                self.kernel_size,
+                use_bias=use_bias,
+                **conv_kwargs,
+            )
         self.bn = layers.BatchNormalization(
             epsilon=bn_epsilon,
             momentum=bn_momentum,
@@ -146,6 +168,8 @@ class ConvBNAct(layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),
+                "dilation_rate": self.dilation_rate,
+                "separable": self.separable,
             }
         )
         return config
@@ -154,7 +178,7 @@ class ConvBNAct(layers.Layer):
 def conv_bn_act_of(
     owner, filters, kernel_size, strides=1, activation="relu", name=None
 ):
-    """A `ConvBNAct` sharing `owner`'s BN settings and dtype policy."""
+    """A `ConvBNAct` sharing `owner`'s BN settings, conv type and dtype."""
     return ConvBNAct(
         filters,
         kernel_size,
@@ -162,6 +186,7 @@ def conv_bn_act_of(
         activation=activation,
         bn_epsilon=owner.bn_epsilon,
         bn_momentum=owner.bn_momentum,
+        separable=getattr(owner, "separable", False),
         dtype=owner.dtype_policy,
         name=name,
     )

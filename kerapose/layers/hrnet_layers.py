@@ -11,25 +11,34 @@ from kerapose.api_export import kerapose_export
 from kerapose.layers.conv_bn_act import TORCH_BN_EPSILON
 from kerapose.layers.conv_bn_act import TORCH_BN_MOMENTUM
 from kerapose.layers.conv_bn_act import conv_bn_act_of
+from kerapose.layers.gaussian_upsampling import GaussianUpsampling
 from kerapose.layers.residual_blocks import BasicBlock
 from kerapose.layers.residual_blocks import Bottleneck
 from kerapose.layers.upsample import upsample_nearest
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+# How an exchange unit brings a lower branch up: HRNet's nearest
+# neighbour, or OmniPose's transposed convs plus a fixed Gaussian.
+UPSAMPLING = ("nearest", "gaussian")
 
 
 class _MultiBranchLayer(layers.Layer):
-    """Base for layers that map a list of branches to a list of branches."""
+    """Base for layers that map a list of branches to a list of branches.
+
+    `separable=True` makes every conv a `SeparableConv` (OmniPose-Lite).
+    """
 
     def __init__(
         self,
         bn_epsilon=TORCH_BN_EPSILON,
         bn_momentum=TORCH_BN_MOMENTUM,
+        separable=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.bn_epsilon = bn_epsilon
         self.bn_momentum = bn_momentum
+        self.separable = bool(separable)
 
     def _conv(
         self, filters, kernel_size, strides=1, activation="relu", name=None
@@ -57,7 +66,11 @@ class _MultiBranchLayer(layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"bn_epsilon": self.bn_epsilon, "bn_momentum": self.bn_momentum}
+            {
+                "bn_epsilon": self.bn_epsilon,
+                "bn_momentum": self.bn_momentum,
+                "separable": self.separable,
+            }
         )
         return config
 
@@ -153,19 +166,30 @@ class ExchangeUnit(_MultiBranchLayer):
     """HRNet repeated multi-scale fusion.
 
     Output branch `i` is `ReLU(sum_j f_ij(x_j))` with `f_ij` the identity for
-    `j == i`; for `j > i` a 1x1 conv-BN followed by nearest upsampling by
-    `2^(j-i)`; for `j < i` a chain of `i-j` stride-2 3x3 conv-BN units, with
-    ReLU after all but the last.
+    `j == i`; for `j > i` a 1x1 conv-BN followed by upsampling by `2^(j-i)`;
+    for `j < i` a chain of `i-j` stride-2 3x3 conv-BN units, with ReLU after
+    all but the last.
 
     Args:
         channels: list of ints. Width of each branch (highest resolution
             first).
         num_outputs: int. How many output branches to produce (the last HRNet
             module keeps only the highest resolution). Defaults to all.
+        upsampling: str. `"nearest"` (HRNet) or `"gaussian"` (OmniPose:
+            `GaussianUpsampling`, transposed convs and a fixed Gaussian).
+            Defaults to `"nearest"`.
     """
 
-    def __init__(self, channels, num_outputs=None, **kwargs):
+    def __init__(
+        self, channels, num_outputs=None, upsampling="nearest", **kwargs
+    ):
         super().__init__(**kwargs)
+        if upsampling not in UPSAMPLING:
+            raise ValueError(
+                f"`upsampling` must be one of {UPSAMPLING}. "
+                f"Received: {upsampling!r}"
+            )
+        self.upsampling = upsampling
         self.channels = [int(c) for c in channels]
         n = len(self.channels)
         self.num_outputs = n if num_outputs is None else int(num_outputs)
@@ -177,9 +201,23 @@ class ExchangeUnit(_MultiBranchLayer):
         for i in range(self.num_outputs):
             for j in range(n):
                 if j > i:
-                    self.paths[f"{i}_{j}"] = [
+                    path = [
                         self._conv(self.channels[i], 1, 1, None, f"fuse{i}_{j}")
                     ]
+                    if upsampling == "gaussian":
+                        path.append(
+                            GaussianUpsampling(
+                                self.channels[i],
+                                steps=j - i,
+                                bn_epsilon=self.bn_epsilon,
+                                bn_momentum=self.bn_momentum,
+                                dtype=self.dtype_policy,
+                                name=f"fuse{i}_{j}_up",
+                            )
+                        )
+                    # Complete before assignment: Keras tracks the layers
+                    # of a list when it is stored, not later appends.
+                    self.paths[f"{i}_{j}"] = path
                 elif j < i:
                     steps = i - j
                     self.paths[f"{i}_{j}"] = [
@@ -204,7 +242,7 @@ class ExchangeUnit(_MultiBranchLayer):
     def _apply_path(self, i, j, x, training):
         for conv in self.paths[f"{i}_{j}"]:
             x = conv(x, training=training)
-        if j > i:
+        if j > i and self.upsampling == "nearest":
             x = upsample_nearest(x, 2 ** (j - i))
         return x
 
@@ -225,7 +263,11 @@ class ExchangeUnit(_MultiBranchLayer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"channels": self.channels, "num_outputs": self.num_outputs}
+            {
+                "channels": self.channels,
+                "num_outputs": self.num_outputs,
+                "upsampling": self.upsampling,
+            }
         )
         return config
 
@@ -240,6 +282,8 @@ class HRModule(_MultiBranchLayer):
         block: str. `"basic"` or `"bottleneck"`. Defaults to `"basic"`.
         multi_scale_output: bool. If `False`, only the highest-resolution
             branch is fused and returned. Defaults to `True`.
+        upsampling: str. The exchange unit's upsampling, `"nearest"` or
+            `"gaussian"`. Defaults to `"nearest"`.
     """
 
     def __init__(
@@ -248,6 +292,7 @@ class HRModule(_MultiBranchLayer):
         num_blocks=4,
         block="basic",
         multi_scale_output=True,
+        upsampling="nearest",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -259,6 +304,7 @@ class HRModule(_MultiBranchLayer):
         self.num_blocks = int(num_blocks)
         self.block = block
         self.multi_scale_output = bool(multi_scale_output)
+        self.upsampling = upsampling
         block_cls = BLOCKS[block]
         self.branches = [
             [
@@ -266,6 +312,7 @@ class HRModule(_MultiBranchLayer):
                     c // block_cls.expansion,
                     bn_epsilon=self.bn_epsilon,
                     bn_momentum=self.bn_momentum,
+                    separable=self.separable,
                     dtype=self.dtype_policy,
                     name=f"branch{b}_block{k}",
                 )
@@ -278,8 +325,10 @@ class HRModule(_MultiBranchLayer):
             self.fuse = ExchangeUnit(
                 self.channels,
                 num_outputs=None if self.multi_scale_output else 1,
+                upsampling=upsampling,
                 bn_epsilon=self.bn_epsilon,
                 bn_momentum=self.bn_momentum,
+                separable=self.separable,
                 dtype=self.dtype_policy,
                 name="fuse",
             )
@@ -318,6 +367,7 @@ class HRModule(_MultiBranchLayer):
                 "num_blocks": self.num_blocks,
                 "block": self.block,
                 "multi_scale_output": self.multi_scale_output,
+                "upsampling": self.upsampling,
             }
         )
         return config

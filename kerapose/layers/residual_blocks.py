@@ -19,9 +19,11 @@ class _ResidualBlock(layers.Layer):
         downsample=None,
         bn_epsilon=TORCH_BN_EPSILON,
         bn_momentum=TORCH_BN_MOMENTUM,
+        separable=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.separable = bool(separable)
         self.filters = int(filters)
         self.strides = int(strides)
         self.downsample = downsample
@@ -90,6 +92,7 @@ class _ResidualBlock(layers.Layer):
                 "downsample": self.downsample,
                 "bn_epsilon": self.bn_epsilon,
                 "bn_momentum": self.bn_momentum,
+                "separable": self.separable,
             }
         )
         return config
@@ -107,6 +110,8 @@ class BasicBlock(_ResidualBlock):
             `None`.
         bn_epsilon: float. Defaults to `1e-5`.
         bn_momentum: float. Defaults to `0.9`.
+        separable: bool. Separable convs throughout (OmniPose-Lite).
+            Defaults to `False`.
     """
 
     expansion = 1
@@ -131,6 +136,8 @@ class Bottleneck(_ResidualBlock):
             `None`.
         bn_epsilon: float. Defaults to `1e-5`.
         bn_momentum: float. Defaults to `0.9`.
+        separable: bool. Separable convs throughout (OmniPose-Lite).
+            Defaults to `False`.
     """
 
     expansion = 4

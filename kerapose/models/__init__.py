@@ -1,8 +1,12 @@
 """Backbones and estimators. Importing this registers every family's presets."""
 
 from kerapose.models import hrnet as hrnet
+from kerapose.models import omnipose as omnipose
 from kerapose.models.backbone import Backbone as Backbone
 from kerapose.models.hrnet.hrnet_backbone import HRNetBackbone as HRNetBackbone
+from kerapose.models.omnipose.omnipose_backbone import (
+    OmniPoseBackbone as OmniPoseBackbone,
+)
 from kerapose.models.pose_estimator import PoseEstimator as PoseEstimator
 from kerapose.models.top_down_estimator import (
     TopDownPoseEstimator as TopDownPoseEstimator,
@@ -11,6 +15,7 @@ from kerapose.models.top_down_estimator import (
 __all__ = [
     "Backbone",
     "HRNetBackbone",
+    "OmniPoseBackbone",
     "PoseEstimator",
     "TopDownPoseEstimator",
 ]

@@ -68,68 +68,25 @@ class HRNetBackbone(Backbone):
         dtype=None,
         **kwargs,
     ):
-        stage_channels = tuple(int(c) for c in stage_channels)
-        stage_modules = tuple(int(m) for m in stage_modules)
-        if len(stage_channels) != 4 or min(stage_channels) <= 0:
-            raise ValueError(
-                "`stage_channels` must be 4 positive ints. "
-                f"Received: {stage_channels}"
-            )
-        if len(stage_modules) != 3 or min(stage_modules) <= 0:
-            raise ValueError(
-                "`stage_modules` must be 3 positive ints (stages 2-4). "
-                f"Received: {stage_modules}"
-            )
-        image_shape = tuple(image_shape)
-        if len(image_shape) != 3 or image_shape[-1] != 3:
-            raise ValueError(
-                "`image_shape` must be (H, W, 3). "
-                f"Received: image_shape={image_shape}"
-            )
-        for size in image_shape[:2]:
-            if size is not None and size % self.input_divisor:
-                raise ValueError(
-                    "HRNet needs H and W to be multiples of 32 so that the "
-                    f"branches align. Received: image_shape={image_shape}"
-                )
-        norm = {"bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum}
+        stage_channels, stage_modules, image_shape = check_hrnet_config(
+            stage_channels, stage_modules, image_shape, self.input_divisor
+        )
 
         # === Functional Model ===
         inputs = layers.Input(shape=image_shape, name="images")
-        x = ConvBNAct(
-            stem_channels, 3, 2, dtype=dtype, name="stem_conv1", **norm
-        )(inputs)
-        x = ConvBNAct(
-            stem_channels, 3, 2, dtype=dtype, name="stem_conv2", **norm
-        )(x)
-        for k in range(stage1_blocks):
-            x = Bottleneck(
-                stage1_filters, dtype=dtype, name=f"stage1_block{k}", **norm
-            )(x)
-        stage1_output = x
-        branches = [x]
-        in_channels = [stage1_filters * Bottleneck.expansion]
-        for s, num_modules in enumerate(stage_modules):
-            stage = s + 2
-            channels = list(stage_channels[:stage])
-            branches = HRNetTransition(
-                in_channels,
-                channels,
-                dtype=dtype,
-                name=f"transition{s + 1}",
-                **norm,
-            )(branches)
-            for m in range(num_modules):
-                last = stage == 4 and m == num_modules - 1
-                branches = HRModule(
-                    channels,
-                    num_blocks=stage_blocks,
-                    multi_scale_output=multi_scale_output or not last,
-                    dtype=dtype,
-                    name=f"stage{stage}_module{m}",
-                    **norm,
-                )(branches)
-            in_channels = channels
+        branches, stage1_output = apply_hrnet(
+            inputs,
+            stage_channels,
+            stage_modules,
+            stage_blocks,
+            stem_channels,
+            stage1_blocks,
+            stage1_filters,
+            multi_scale_output=multi_scale_output,
+            bn_epsilon=bn_epsilon,
+            bn_momentum=bn_momentum,
+            dtype=dtype,
+        )
         super().__init__(
             inputs=inputs, outputs=branches[0], dtype=dtype, **kwargs
         )
@@ -165,3 +122,94 @@ class HRNetBackbone(Backbone):
             }
         )
         return config
+
+
+def check_hrnet_config(stage_channels, stage_modules, image_shape, divisor):
+    """Validates and normalises the HRNet architecture arguments.
+
+    Returns:
+        `(stage_channels, stage_modules, image_shape)` as tuples.
+    """
+    stage_channels = tuple(int(c) for c in stage_channels)
+    stage_modules = tuple(int(m) for m in stage_modules)
+    if len(stage_channels) != 4 or min(stage_channels) <= 0:
+        raise ValueError(
+            "`stage_channels` must be 4 positive ints. "
+            f"Received: {stage_channels}"
+        )
+    if len(stage_modules) != 3 or min(stage_modules) <= 0:
+        raise ValueError(
+            "`stage_modules` must be 3 positive ints (stages 2-4). "
+            f"Received: {stage_modules}"
+        )
+    image_shape = tuple(image_shape)
+    if len(image_shape) != 3 or image_shape[-1] != 3:
+        raise ValueError(
+            "`image_shape` must be (H, W, 3). "
+            f"Received: image_shape={image_shape}"
+        )
+    for size in image_shape[:2]:
+        if size is not None and size % divisor:
+            raise ValueError(
+                f"HRNet needs H and W to be multiples of {divisor} so that "
+                f"the branches align. Received: image_shape={image_shape}"
+            )
+    return stage_channels, stage_modules, image_shape
+
+
+def apply_hrnet(
+    inputs,
+    stage_channels,
+    stage_modules,
+    stage_blocks,
+    stem_channels,
+    stage1_blocks,
+    stage1_filters,
+    multi_scale_output=False,
+    upsampling="nearest",
+    separable=False,
+    bn_epsilon=TORCH_BN_EPSILON,
+    bn_momentum=TORCH_BN_MOMENTUM,
+    dtype=None,
+):
+    """Stem, stage 1 and stages 2-4 of HRNet on a symbolic input.
+
+    The layer names are the weight-file contract shared by HRNet and
+    OmniPose. `upsampling` and `separable` are OmniPose's variations (see
+    `ExchangeUnit` and `ConvBNAct`).
+
+    Returns:
+        `(branches, stage1_output)`: the stage-4 branches (highest
+        resolution first) and the output of stage 1.
+    """
+    norm = {
+        "bn_epsilon": bn_epsilon,
+        "bn_momentum": bn_momentum,
+        "separable": separable,
+        "dtype": dtype,
+    }
+    x = ConvBNAct(stem_channels, 3, 2, name="stem_conv1", **norm)(inputs)
+    x = ConvBNAct(stem_channels, 3, 2, name="stem_conv2", **norm)(x)
+    for k in range(stage1_blocks):
+        x = Bottleneck(stage1_filters, name=f"stage1_block{k}", **norm)(x)
+    stage1_output = x
+    branches = [x]
+    in_channels = [stage1_filters * Bottleneck.expansion]
+    for s, num_modules in enumerate(stage_modules):
+        stage = s + 2
+        channels = list(stage_channels[:stage])
+        branches = HRNetTransition(
+            in_channels, channels, name=f"transition{s + 1}", **norm
+        )(branches)
+        for m in range(num_modules):
+            last = stage == 4 and m == num_modules - 1
+            branches = HRModule(
+                channels,
+                num_blocks=stage_blocks,
+                multi_scale_output=multi_scale_output or not last,
+                upsampling=upsampling,
+                name=f"stage{stage}_module{m}",
+                **norm,
+            )(branches)
+        in_channels = channels
+    return branches, stage1_output
