@@ -1,4 +1,4 @@
-"""The `kerapose` command line: list, describe, convert, predict."""
+"""The `kerapose` command line: list, describe, convert, predict, export."""
 
 import argparse
 import json
@@ -104,6 +104,12 @@ def _cmd_predict(args):
         print(f"Wrote {args.json}")
 
 
+def _cmd_export(args):
+    from kerapose.export.command import run_export
+
+    return run_export(args)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="kerapose", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,17 +149,21 @@ def build_parser():
     p.add_argument("--image-id", type=int, default=0)
     p.add_argument("--threshold", type=float, default=0.3)
     p.set_defaults(func=_cmd_predict)
+
+    from kerapose.export.command import add_export_parser
+
+    add_export_parser(sub).set_defaults(func=_cmd_export)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
-    except (ValueError, FileNotFoundError, TypeError) as e:
+        status = args.func(args)
+    except (ValueError, FileNotFoundError, TypeError, RuntimeError) as e:
         print(f"kerapose {args.command}: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":
