@@ -4,6 +4,7 @@ from kerapose import codecs as codecs
 from kerapose import layers as layers
 from kerapose import losses as losses
 from kerapose import models as models
+from kerapose import quantization as quantization
 from kerapose import utils as utils
 from kerapose import zoo as zoo
 from kerapose.version import __version__ as __version__
@@ -14,6 +15,7 @@ __all__ = [
     "layers",
     "losses",
     "models",
+    "quantization",
     "utils",
     "zoo",
 ]

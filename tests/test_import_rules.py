@@ -6,7 +6,16 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "kerapose"
-KERAS_ONLY = ("layers", "heads", "models", "losses", "codecs", "zoo", "utils")
+KERAS_ONLY = (
+    "layers",
+    "heads",
+    "models",
+    "losses",
+    "codecs",
+    "zoo",
+    "utils",
+    "quantization",
+)
 FORBIDDEN = ("tensorflow", "jax", "torch")
 
 

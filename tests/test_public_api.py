@@ -1,6 +1,7 @@
 import importlib
 
 import kerapose
+import kerapose.export  # noqa: F401  (TensorFlow; registers its exports)
 from kerapose.api_export import EXPORTED
 
 
@@ -17,7 +18,16 @@ def test_exports_match_init_files():
 
 
 def test_all_sorted():
-    for name in ("", ".layers", ".models", ".codecs", ".losses", ".zoo"):
+    for name in (
+        "",
+        ".layers",
+        ".models",
+        ".codecs",
+        ".losses",
+        ".zoo",
+        ".export",
+        ".quantization",
+    ):
         module = importlib.import_module("kerapose" + name)
         assert list(module.__all__) == sorted(module.__all__), module.__name__
 
