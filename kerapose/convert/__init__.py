@@ -8,13 +8,19 @@ from kerapose.convert.core import ConversionReport
 from kerapose.convert.core import apply_state_dict
 from kerapose.convert.hrnet import convert_hrnet
 from kerapose.convert.omnipose import convert_omnipose
+from kerapose.convert.rsn import convert_rsn
 
-CONVERTERS = {"hrnet": convert_hrnet, "omnipose": convert_omnipose}
+CONVERTERS = {
+    "hrnet": convert_hrnet,
+    "omnipose": convert_omnipose,
+    "rsn": convert_rsn,
+}
 # Backbone class name -> family. Looked up along the MRO, so a subclass
 # registered here (OmniPoseBackbone) wins over its parent (HRNetBackbone).
 BACKBONE_FAMILIES = {
     "HRNetBackbone": "hrnet",
     "OmniPoseBackbone": "omnipose",
+    "RSNBackbone": "rsn",
 }
 
 
@@ -62,5 +68,6 @@ __all__ = [
     "convert_checkpoint",
     "convert_hrnet",
     "convert_omnipose",
+    "convert_rsn",
     "read_checkpoint",
 ]

@@ -1,5 +1,8 @@
 """Reusable Keras layers (keras.ops only)."""
 
+from kerapose.layers.aligned_resize import (
+    AlignedBilinearResize as AlignedBilinearResize,
+)
 from kerapose.layers.conv_bn_act import ConvBNAct as ConvBNAct
 from kerapose.layers.gaussian_upsampling import (
     GaussianUpsampling as GaussianUpsampling,
@@ -7,12 +10,19 @@ from kerapose.layers.gaussian_upsampling import (
 from kerapose.layers.hrnet_layers import ExchangeUnit as ExchangeUnit
 from kerapose.layers.hrnet_layers import HRModule as HRModule
 from kerapose.layers.hrnet_layers import HRNetTransition as HRNetTransition
+from kerapose.layers.pose_refine_machine import (
+    PoseRefineMachine as PoseRefineMachine,
+)
 from kerapose.layers.residual_blocks import BasicBlock as BasicBlock
 from kerapose.layers.residual_blocks import Bottleneck as Bottleneck
+from kerapose.layers.residual_steps_block import (
+    ResidualStepsBlock as ResidualStepsBlock,
+)
 from kerapose.layers.separable_conv import SeparableConv as SeparableConv
 from kerapose.layers.wasp import WASPv2 as WASPv2
 
 __all__ = [
+    "AlignedBilinearResize",
     "BasicBlock",
     "Bottleneck",
     "ConvBNAct",
@@ -20,6 +30,8 @@ __all__ = [
     "GaussianUpsampling",
     "HRModule",
     "HRNetTransition",
+    "PoseRefineMachine",
+    "ResidualStepsBlock",
     "SeparableConv",
     "WASPv2",
 ]
