@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from kerapose.api_export import kerapose_export
-from kerapose.export.decode_graph import decode_quarter
+from kerapose.export.decode_graph import decode_in_graph
 from kerapose.export.flatbuffer_ops import non_builtin_operators
 from kerapose.export.representative import calibration_images
 
@@ -77,7 +77,7 @@ def _inference_graph(model, include_decode):
 
     def decoded(images):
         # One (1, K, 3) tensor keeps the output order unambiguous.
-        return decode_quarter(model(images, training=False), model.codec)
+        return decode_in_graph(model(images, training=False), model.codec)
 
     return decoded
 

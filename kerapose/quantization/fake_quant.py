@@ -21,10 +21,12 @@ def fake_quant_kernel(kernel, channel_axis=-1):
 
     Args:
         kernel: tensor of any rank.
-        channel_axis: int. The output-channel axis. Defaults to `-1`.
+        channel_axis: int, or `None` for one range for the whole kernel.
+            The output-channel axis. Defaults to `-1`.
     """
-    axis = channel_axis % len(kernel.shape)
-    reduce = tuple(i for i in range(len(kernel.shape)) if i != axis)
+    rank = len(kernel.shape)
+    axis = None if channel_axis is None else channel_axis % rank
+    reduce = tuple(i for i in range(rank) if i != axis)
     bound = ops.maximum(ops.max(ops.abs(kernel), axis=reduce), 1e-8)
     bound = ops.stop_gradient(bound)
     return keras.quantizers.fake_quant_with_min_max_vars(

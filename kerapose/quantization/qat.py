@@ -115,8 +115,10 @@ def _depthwise_call(self, inputs):
 def _conv_transpose_call(self, inputs):
     x = ops.conv_transpose(
         inputs,
-        # Kernel (kh, kw, out, in): TFLite's output channels are axis 2.
-        fake_quant_kernel(self.kernel, -2),
+        # One range per kernel: TensorFlow transposes this kernel before
+        # the op, and the converter cannot carry a per-channel axis
+        # through that transpose.
+        fake_quant_kernel(self.kernel, None),
         strides=list(self.strides),
         padding=self.padding,
         output_padding=self.output_padding,

@@ -125,22 +125,25 @@ def test_in_graph_decode_matches_keras_predict(model, crops, tmp_path):
     )
 
 
-def test_decode_graph_equals_codec_on_ties_and_borders():
+@pytest.mark.parametrize("refinement", ["quarter", "dark"])
+def test_decode_graph_equals_codec_on_ties_and_borders(refinement):
     import tensorflow as tf
 
     from kerapose.codecs import MSRAHeatmap
-    from kerapose.export.decode_graph import decode_quarter
+    from kerapose.export.decode_graph import decode_in_graph
 
-    codec = MSRAHeatmap(input_size=(64, 48), heatmap_size=(16, 12))
+    codec = MSRAHeatmap(
+        input_size=(64, 48), heatmap_size=(16, 12), refinement=refinement
+    )
     rng = np.random.default_rng(1)
     maps = rng.normal(size=(3, 16, 12, 5)).astype("float32")
     maps[0, :, :, 0] = 1.0  # a tie everywhere: the first index wins
     maps[1, :, :, 1] = -1.0  # no positive maximum: keypoint at (0, 0)
     maps[2, 0, 11, 2] = 9.0  # a corner maximum: no quarter shift
-    out = decode_quarter(tf.constant(maps), codec).numpy()
+    out = decode_in_graph(tf.constant(maps), codec).numpy()
     keypoints, scores = codec.decode(maps)
     np.testing.assert_allclose(
-        out[..., :2], keras.ops.convert_to_numpy(keypoints)
+        out[..., :2], keras.ops.convert_to_numpy(keypoints), atol=1e-4
     )
     np.testing.assert_allclose(out[..., 2], keras.ops.convert_to_numpy(scores))
     assert tuple(out[1, 1, :2]) == (0.0, 0.0)
