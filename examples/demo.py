@@ -3,8 +3,9 @@
 1. writes a synthetic COCO-format keypoint set (train and val splits),
 2. trains a small HRNet with `model.fit` on the tf.data pipeline,
 3. evaluates COCO keypoint AP on the val split with pycocotools,
-4. exports the model to TFLite and checks it in the LiteRT interpreter
-   (TensorFlow backend, when ai-edge-litert is installed),
+4. exports the model to TFLite (float32 and int8) and checks each file in
+   the LiteRT interpreter (TensorFlow backend, when ai-edge-litert is
+   installed),
 5. draws the predicted skeletons on a val image.
 
     python examples/demo.py [--out demo_out] [--epochs 20]
@@ -20,7 +21,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cv2  # noqa: E402
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 from kerapose import zoo  # noqa: E402
 from kerapose.data.pipelines import build_top_down_dataset  # noqa: E402
@@ -49,39 +49,34 @@ def step(message):
 
 
 def export_tflite(model, out_dir, sample):
-    """Float TFLite export, checked against Keras in the LiteRT interpreter."""
+    """Float and int8 TFLite files, checked against Keras in LiteRT."""
     if keras.backend.backend() != "tensorflow":
         print("TFLite export needs the TensorFlow backend; skipped.")
         return None
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        import ai_edge_litert  # noqa: F401
     except ImportError:
         print("ai-edge-litert is not installed; export skipped.")
         return None
-    import tensorflow as tf
+    from kerapose.export import export_tflite as export
+    from kerapose.export import verify_tflite
 
-    path = out_dir / "model.tflite"
-    model.export(
-        str(path),
-        format="litert",
-        verbose=False,
-        input_signature=[
-            keras.InputSpec(shape=(1, *model.input_shape[1:]), dtype="float32")
-        ],
-        target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]},
-    )
-    interpreter = Interpreter(model_path=str(path))
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]
-    interpreter.set_tensor(inp["index"], sample[:1])
-    interpreter.invoke()
-    out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    diff = np.abs(out - keras.ops.convert_to_numpy(model(sample[:1]))).max()
-    print(
-        f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB); LiteRT vs Keras "
-        f"max heatmap difference {diff:.2e}"
-    )
-    return {"file": str(path), "max_abs_diff": float(diff)}
+    summary = {}
+    for name, quantization in (("float32", None), ("int8", "int8")):
+        path = export(
+            model,
+            out_dir / f"model_{name}.tflite",
+            quantization=quantization,
+            representative_data=sample if quantization else None,
+        )
+        report = verify_tflite(path, model, sample, max_mean_keypoint_px=None)
+        print(f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB)\n{report}")
+        summary[name] = {
+            "file": str(path),
+            "max_abs_diff": report.max_heatmap_diff,
+            "mean_keypoint_px": report.mean_keypoint_px,
+        }
+    return summary
 
 
 def main():
@@ -124,7 +119,10 @@ def main():
     )
 
     step("4/5 TFLite export")
-    sample = np.zeros((1, h, w, 3), np.float32)
+    # Person crops of the val split: int8 calibration and the check.
+    sample = build_top_down_dataset(
+        val_json, data / "images", model.codec, training=False, verbose=False
+    )
     tflite = export_tflite(model, out, sample)
 
     step("5/5 draw predictions")
