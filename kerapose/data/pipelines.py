@@ -23,8 +23,8 @@ import tensorflow as tf
 
 from kerapose.codecs.msra_heatmap import MSRAHeatmap
 from kerapose.data.coco import load_coco_instances
-from kerapose.data.heatmap_targets import encode_heatmaps_tf
 from kerapose.data.keypoint_specs import KeypointSpec
+from kerapose.data.multi_sigma_targets import encode_targets_tf
 from kerapose.data.transforms import AugmentConfig
 from kerapose.data.transforms import affine_points
 from kerapose.data.transforms import augment
@@ -64,8 +64,10 @@ def build_top_down_dataset(
     Training elements are ``(images, heatmaps, keypoint_weights)``, the
     ``(x, y, sample_weight)`` triple ``model.fit`` expects: images (B, H,
     W, 3) float32 normalised with the ImageNet mean/std, heatmaps (B, h,
-    w, K) and weights (B, K). Evaluation (``training=False``) uses no
-    augmentation and no shuffling; with ``include_meta`` its elements are
+    w, K) and weights (B, K); a codec with several sigmas
+    (``MultiSigmaHeatmap``, RSN) gives heatmaps (B, T, h, w, K).
+    Evaluation (``training=False``) uses no augmentation and no
+    shuffling; with ``include_meta`` its elements are
     ``(images, meta)`` where ``meta`` holds ``center`` (B, 2), ``scale``
     (B, 2), ``image_id``, ``annotation_id``, ``score`` and ``area`` (B,)
     to map predictions back to the image.
@@ -301,7 +303,7 @@ class _Stages:
         images = batch["image"]
         if include_meta:
             return images, {k: batch[k] for k in _META_KEYS if k in batch}
-        heatmaps, weights = encode_heatmaps_tf(
+        heatmaps, weights = encode_targets_tf(
             batch["keypoints"], batch["visibility"], self.codec
         )
         return images, heatmaps, weights

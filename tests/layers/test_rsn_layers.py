@@ -128,7 +128,7 @@ class ResidualStepsBlockTest(TestCase):
         c = block.branch_channels
 
         def u(b, k, t):
-            return block.steps[b - 1][k - 1](t, training=False)
+            return to_numpy(block.steps[b - 1][k - 1](t, training=False))
 
         s = to_numpy(block.split_conv(x, training=False))
         s0, s1, s2, s3 = (s[..., i * c : (i + 1) * c] for i in range(4))
@@ -142,7 +142,7 @@ class ResidualStepsBlockTest(TestCase):
         o42 = u(4, 2, o41 + o32)
         o43 = u(4, 3, o42 + o33)
         o44 = u(4, 4, o43)
-        cat = np.concatenate([to_numpy(o) for o in (o11, o22, o33, o44)], -1)
+        cat = np.concatenate([o11, o22, o33, o44], axis=-1)
         merged = to_numpy(block.merge_conv(cat, training=False))
         expected = np.maximum(merged + x, 0.0)
         got = to_numpy(block(x, training=False))

@@ -9,7 +9,7 @@ from kerapose.utils import count_macs
 from kerapose.utils import count_params
 
 CARDS = Path(__file__).resolve().parents[2] / "zoo"
-FAMILIES = ("hrnet", "omnipose")
+FAMILIES = ("hrnet", "omnipose", "rsn")
 # An AP cell with this means: no published figure recorded for the row.
 NO_FIGURE = "-"
 
@@ -47,6 +47,11 @@ def test_omnipose_card_lists_both_variants():
         "omnipose.coco_384x288",
         "omnipose_lite.coco_256x192",
     ]
+
+
+def test_rsn_card_lists_every_preset():
+    names = [r["name"].split(".")[0] for r in card_rows("rsn")]
+    assert sorted(set(names)) == sorted(n for n in zoo.list_models("rsn_*"))
 
 
 @pytest.mark.large

@@ -9,8 +9,28 @@ from kerapose.layers.conv_bn_act import ConvBNAct
 from kerapose.layers.pose_refine_machine import PoseRefineMachine
 from kerapose.layers.residual_steps_block import ResidualStepsBlock
 from kerapose.models.backbone import Backbone
+from kerapose.models.input_checks import check_image_batch
 
 NUM_LEVELS = 4  # encoder layers = decoder units per stage
+
+
+def check_input_size(images, image_shape, owner):
+    """A clear error for images of another size than the model was built for.
+
+    RSN's resizes target fixed decoder sizes, so a model serves one input
+    size; without this check another size fails deep in the graph.
+    """
+    check_image_batch(images, owner, divisor=32)
+    if isinstance(images, dict):
+        images = images["images"]
+    size = tuple(images.shape[1:3])
+    if all(s is not None for s in size) and size != tuple(image_shape[:2]):
+        raise ValueError(
+            f"{owner} was built for {image_shape[0]}x{image_shape[1]} "
+            f"inputs (H x W). Received shape {tuple(images.shape)}. Resize "
+            "the crops, or build the model with `image_shape=(H, W, 3)` "
+            "(e.g. `kerapose.zoo.load(name, input_shape=(H, W, 3))`)."
+        )
 
 
 @kerapose_export("kerapose.models.RSNBackbone")
@@ -238,6 +258,10 @@ class RSNBackbone(Backbone):
         self.bn_epsilon = bn_epsilon
         self.bn_momentum = bn_momentum
         self.pyramid_outputs = {f"P{5 - u}": d for u, d in enumerate(decoded)}
+
+    def __call__(self, inputs, *args, **kwargs):
+        check_input_size(inputs, self.image_shape, type(self).__name__)
+        return super().__call__(inputs, *args, **kwargs)
 
     @property
     def heatmap_prefixes(self):

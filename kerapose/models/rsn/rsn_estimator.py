@@ -2,9 +2,10 @@ import keras
 from keras import layers
 
 from kerapose.api_export import kerapose_export
-from kerapose.codecs.msra_heatmap import MSRAHeatmap
+from kerapose.codecs.multi_sigma_heatmap import MultiSigmaHeatmap
 from kerapose.losses.multi_stage_loss import MultiStageHeatmapLoss
 from kerapose.models.rsn.rsn_backbone import NUM_LEVELS
+from kerapose.models.rsn.rsn_backbone import check_input_size
 from kerapose.models.top_down_estimator import TopDownPoseEstimator
 
 
@@ -29,7 +30,8 @@ class RSNPoseEstimator(TopDownPoseEstimator):
 
     Args:
         backbone: `kerapose.models.RSNBackbone`.
-        codec: heatmap codec. Defaults to `MSRAHeatmap` at 1/4 of the input.
+        codec: heatmap codec. Defaults to `MultiSigmaHeatmap` (RSN's five
+            Gaussian sizes) at 1/4 of the input.
         num_keypoints: int or `None`. If it differs from the backbone's,
             the backbone is rebuilt from its config with this many heatmap
             channels. Defaults to `None` (the backbone's).
@@ -59,7 +61,7 @@ class RSNPoseEstimator(TopDownPoseEstimator):
         image_shape = tuple(backbone.input_shape[1:])
         if codec is None:
             h, w = image_shape[:2]
-            codec = MSRAHeatmap(
+            codec = MultiSigmaHeatmap(
                 input_size=(h, w), heatmap_size=(h // 4, w // 4)
             )
         kwargs.pop("head_kernel_size", None)
@@ -78,6 +80,10 @@ class RSNPoseEstimator(TopDownPoseEstimator):
         self.num_keypoints = backbone.num_keypoints
         self.codec = codec
         self.units_per_stage = NUM_LEVELS
+
+    def __call__(self, inputs, *args, **kwargs):
+        check_input_size(inputs, self.backbone.image_shape, type(self).__name__)
+        return super().__call__(inputs, *args, **kwargs)
 
     @property
     def head_prefixes(self):

@@ -8,6 +8,8 @@ parameters, see zoo/rsn/README.md). `rsn_50_x4` is the paper's 4xRSN-50
 with the Pose Refine Machine after the last stage.
 """
 
+from kerapose.codecs.multi_sigma_heatmap import RSN_SIGMAS
+
 _OFFICIAL = (
     "Official RSN repository (caiyuanhao1998/RSN), checkpoints on the "
     "authors' Google Drive linked from its README, MIT licence"
@@ -44,11 +46,13 @@ def _estimator(
             },
             "num_keypoints": num_keypoints,
             "codec": {
-                "class_name": "kerapose>MSRAHeatmap",
+                # One target per Gaussian size, coarse to fine, as the
+                # official recipe trains the units of its stages.
+                "class_name": "kerapose>MultiSigmaHeatmap",
                 "config": {
                     "input_size": [h, w],
                     "heatmap_size": [h // 4, w // 4],
-                    "sigma": 2.0,
+                    "sigmas": list(RSN_SIGMAS),
                 },
             },
         },
