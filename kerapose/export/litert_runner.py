@@ -63,7 +63,9 @@ class LiteRTModel:
             )
         if self.input["dtype"] != np.float32:
             scale, zero = self.input["quantization"]
-            x = np.round(x / scale + zero).astype(self.input["dtype"])
+            info = np.iinfo(self.input["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max)
+            x = x.astype(self.input["dtype"])
         self.interpreter.set_tensor(self.input["index"], x)
         self.interpreter.invoke()
         y = self.interpreter.get_tensor(self.output["index"])

@@ -74,6 +74,26 @@ class VerificationReport:
         return "\n".join(lines)
 
 
+def _decoder(model, input_size):
+    """The model's own decode (as the file's in-graph decode), else the
+    NumPy reference: heatmaps (N, h, w, K) -> (N, K, 3)."""
+    codec = getattr(model, "codec", None)
+    if codec is None:
+        return lambda maps: decode_heatmaps(maps, input_size)
+
+    def decode(maps):
+        keypoints, scores = codec.decode(maps)
+        return np.concatenate(
+            [
+                keras.ops.convert_to_numpy(keypoints),
+                keras.ops.convert_to_numpy(scores)[..., None],
+            ],
+            axis=-1,
+        )
+
+    return decode
+
+
 @kerapose_export("kerapose.export.verify_tflite")
 def verify_tflite(
     path: str | os.PathLike,
@@ -89,7 +109,8 @@ def verify_tflite(
     """Runs `path` in LiteRT and compares it with `model` on `images`.
 
     Heatmaps are compared element-wise; keypoints are decoded the same way
-    from both (the NumPy reference decoder, or the file's in-graph decode)
+    from both (the model's codec, or the NumPy reference decoder for a
+    model without one; a file with the decode in its graph brings its own)
     and compared in input pixels.
 
     Args:
@@ -126,8 +147,8 @@ def verify_tflite(
     if isinstance(keras_maps, dict):
         keras_maps = keras_maps["heatmaps"]
     keras_maps = keras.ops.convert_to_numpy(keras_maps)
-    input_size = shape[:2]
-    expected = decode_heatmaps(keras_maps, input_size)
+    decode = _decoder(model, shape[:2])
+    expected = decode(keras_maps)
     out = runner(crops)
     max_diff = mean_diff = None
     if out.ndim == 4:
@@ -138,7 +159,7 @@ def verify_tflite(
             )
         diff = np.abs(out - keras_maps)
         max_diff, mean_diff = float(diff.max()), float(diff.mean())
-        out = decode_heatmaps(out, input_size)
+        out = decode(out)
     counted = expected[..., 2] > score_threshold
     dist = np.linalg.norm(out[..., :2] - expected[..., :2], axis=-1)[counted]
     report = VerificationReport(
