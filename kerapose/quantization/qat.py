@@ -79,10 +79,10 @@ def _conv_bn_act_call(self, inputs, training=None):
         conv = conv.pointwise
     bn = self.bn
     scale = ops.rsqrt(bn.moving_variance + bn.epsilon)
-    if bn.gamma is not None:
+    if getattr(bn, "gamma", None) is not None:
         scale = scale * bn.gamma
     bias = -bn.moving_mean * scale
-    if bn.beta is not None:
+    if getattr(bn, "beta", None) is not None:
         bias = bias + bn.beta
     if getattr(conv, "bias", None) is not None:
         bias = bias + conv.bias * scale
