@@ -35,6 +35,8 @@ class RSNPoseEstimator(TopDownPoseEstimator):
         num_keypoints: int or `None`. If it differs from the backbone's,
             the backbone is rebuilt from its config with this many heatmap
             channels. Defaults to `None` (the backbone's).
+        dtype: accepted for symmetry with `TopDownPoseEstimator`; the
+            layers, all in the backbone, take the backbone's dtype.
 
     Example:
     ```python
@@ -44,7 +46,9 @@ class RSNPoseEstimator(TopDownPoseEstimator):
     ```
     """
 
-    def __init__(self, backbone, codec=None, num_keypoints=None, **kwargs):
+    def __init__(
+        self, backbone, codec=None, num_keypoints=None, dtype=None, **kwargs
+    ):
         if num_keypoints is not None and num_keypoints != getattr(
             backbone, "num_keypoints", None
         ):
@@ -64,7 +68,6 @@ class RSNPoseEstimator(TopDownPoseEstimator):
             codec = MultiSigmaHeatmap(
                 input_size=(h, w), heatmap_size=(h // 4, w // 4)
             )
-        kwargs.pop("head_kernel_size", None)
 
         # === Functional Model ===
         inputs = layers.Input(shape=image_shape, name="images")
