@@ -106,6 +106,12 @@ def run(args):
     model = zoo.load(
         args.model, input_shape=(*args.input_size, 3), compile=False
     )
+    if args.sigma:
+        from kerapose.codecs import MSRAHeatmap
+
+        model.codec = MSRAHeatmap.from_config(
+            {**model.codec.get_config(), "sigma": args.sigma}
+        )
     model.compile(optimizer=keras.optimizers.Adam(args.lr))
     dataset = build_top_down_dataset(
         train,
@@ -134,6 +140,7 @@ def run(args):
         "train_s": train_seconds,
         "final_loss": history.history["loss"][-1],
         "params": model.count_params(),
+        "sigma": model.codec.sigma,
         "decoders": decoders,
     }
 
@@ -171,6 +178,12 @@ def main():
     parser.add_argument("--train-images", type=int, default=800)
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument(
+        "--sigma",
+        type=float,
+        default=0.0,
+        help="Gaussian target sigma in heatmap pixels (0: the preset's)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
@@ -183,10 +196,12 @@ def main():
         f"AP on {args.val_images} held-out synthetic images (another split) "
         "with ground-truth boxes, flip test, pycocotools. Adam "
         f"{args.lr:g}, batch 32, budget {budget}, learning rate / 10 for the "
-        "last 20% of it. The same trained heatmaps are decoded twice: "
-        "argmax + quarter-pixel shift, and DARK (Taylor refinement on the "
-        "Gaussian-modulated heatmap). 'error px' is the mean distance to "
-        "the labelled ground-truth joints in image pixels.\n\n" + table(r)
+        "last 20% of it. Target sigma "
+        f"{r['sigma']:g} heatmap pixels. The same trained heatmaps are "
+        "decoded twice: argmax + quarter-pixel shift, and DARK (Taylor "
+        "refinement on the Gaussian-modulated heatmap). 'error px' is the "
+        "mean distance to the labelled ground-truth joints in image pixels.\n\n"
+        + table(r)
     )
     print(body)
     if args.write:
