@@ -62,7 +62,9 @@ def test_float_export_matches_keras(model, crops, exported):
         max_heatmap_diff=1e-2,
     )
     assert report.passed and report.num_images == len(crops)
-    assert report.max_heatmap_diff < 1e-5 * report.heatmap_peak
+    # Float32 rounding only: XNNPACK sums in another order than Keras,
+    # which gives about 1e-5 of the peak on random weights.
+    assert report.max_heatmap_diff < 1e-4 * report.heatmap_peak
     assert report.mean_keypoint_px == 0.0
     assert set(_ops(exported[None])) <= {
         "ADD",
