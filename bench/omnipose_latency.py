@@ -66,6 +66,22 @@ def worker(backend, runs, names):
     print(json.dumps(rows))
 
 
+def run_workers(script, runs, names):
+    """Runs `script --worker <backend>` once per backend, in a fresh
+    process each (one Keras backend per process); returns all rows."""
+    rows = []
+    for backend in MODE:
+        env = {**os.environ, "KERAS_BACKEND": backend}
+        command = [sys.executable, script, "--worker", backend]
+        command += ["--runs", str(runs), "--models", ",".join(names)]
+        out = subprocess.run(command, env=env, capture_output=True, text=True)
+        if out.returncode:
+            print(out.stderr[-2000:], file=sys.stderr)
+            raise SystemExit(f"{backend} worker failed")
+        rows += json.loads(out.stdout.strip().splitlines()[-1])
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write", action="store_true")
@@ -82,16 +98,7 @@ def main():
         return worker(args.worker, args.runs, names)
 
     labels = dict(MODELS)
-    rows = []
-    for backend in ("tensorflow", "jax", "torch"):
-        env = {**os.environ, "KERAS_BACKEND": backend}
-        command = [sys.executable, __file__, "--worker", backend]
-        command += ["--runs", str(args.runs), "--models", args.models]
-        out = subprocess.run(command, env=env, capture_output=True, text=True)
-        if out.returncode:
-            print(out.stderr[-2000:], file=sys.stderr)
-            raise SystemExit(f"{backend} worker failed")
-        rows += json.loads(out.stdout.strip().splitlines()[-1])
+    rows = run_workers(__file__, args.runs, names)
 
     lines = [
         f"Batch 1, median of {args.runs} runs after two warm-up calls; the "

@@ -11,12 +11,9 @@ BENCHMARKS.md.
 """
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 
 from omnipose_latency import MODE
+from omnipose_latency import run_workers
 from omnipose_latency import worker
 
 # (zoo name, label, COCO val AP from the official READMEs); the first is
@@ -27,20 +24,6 @@ MODELS = (
     ("rsn_50.coco_256x192", "RSN-50", 74.7),
     ("rsn_50_x4.coco_256x192", "4xRSN-50 + PRM", 79.0),
 )
-
-
-def _run_workers(runs, names):
-    rows = []
-    for backend in MODE:
-        env = {**os.environ, "KERAS_BACKEND": backend}
-        command = [sys.executable, __file__, "--worker", backend]
-        command += ["--runs", str(runs), "--models", ",".join(names)]
-        out = subprocess.run(command, env=env, capture_output=True, text=True)
-        if out.returncode:
-            print(out.stderr[-2000:], file=sys.stderr)
-            raise SystemExit(f"{backend} worker failed")
-        rows += json.loads(out.stdout.strip().splitlines()[-1])
-    return rows
 
 
 def _table(rows, runs):
@@ -85,7 +68,7 @@ def main():
     names = args.models.split(",")
     if args.worker:
         return worker(args.worker, args.runs, names)
-    text = _table(_run_workers(args.runs, names), args.runs)
+    text = _table(run_workers(__file__, args.runs, names), args.runs)
     print(text)
     if args.write:
         from report import invocation
