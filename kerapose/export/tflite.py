@@ -10,6 +10,9 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import (
+    convert_variables_to_constants_v2,
+)
 
 from kerapose.api_export import kerapose_export
 from kerapose.export.decode_graph import decode_in_graph
@@ -82,10 +85,16 @@ def _inference_graph(model, include_decode):
     return decoded
 
 
-def _converter(model, fn, shape):
+def _converter(fn, shape):
     spec = tf.TensorSpec((1, *shape), tf.float32, name="images")
     concrete = tf.function(fn).get_concrete_function(spec)
-    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    # Frozen here rather than through the model as a trackable: that path
+    # keeps the variables of plain functional models as VAR_HANDLE /
+    # READ_VARIABLE ops (BN left unfolded) and breaks int8 calibration.
+    frozen = convert_variables_to_constants_v2(concrete)
+    return tf.lite.TFLiteConverter.from_concrete_functions(
+        [frozen], tf.Module()
+    )
 
 
 def _configure(converter, quantization, calibration):
@@ -170,9 +179,7 @@ def export_tflite(
             "`representative_data` is only used by quantization='int8'. "
             f"Received quantization={quantization!r}."
         )
-    converter = _converter(
-        model, _inference_graph(model, include_decode), shape
-    )
+    converter = _converter(_inference_graph(model, include_decode), shape)
     _configure(converter, quantization, calibration)
     try:
         content = converter.convert()

@@ -120,8 +120,12 @@ class GaussianUpsampling(layers.Layer):
     def call(self, inputs, training=None):
         x = inputs
         for deconv, norm in zip(self.deconvs, self.norms):
-            x = deconv(x)[:, 1:, 1:, :]
-            x = ops.relu(norm(x, training=training))
+            if training:
+                x = ops.relu(norm(deconv(x)[:, 1:, 1:, :], training=True))
+            else:
+                # Same values: inference BN is per-channel affine. Slicing
+                # after it lets converters fold BN into the deconv.
+                x = ops.relu(norm(deconv(x), training=False))[:, 1:, 1:, :]
         return self.gaussian(x)
 
     def compute_output_shape(self, input_shape):

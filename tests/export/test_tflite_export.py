@@ -171,3 +171,33 @@ def test_int8_calibrates_on_a_tf_data_pipeline(model, tmp_path):
     )
     report = verify_tflite(path, model, images, max_mean_keypoint_px=None)
     assert report.mean_heatmap_diff < 0.1 * report.heatmap_peak
+
+
+@pytest.mark.parametrize("quantization", [None, "int8"])
+def test_plain_functional_model_exports_frozen(quantization, tmp_path):
+    """A user's own functional model: variables become constants (no
+    VAR_HANDLE / READ_VARIABLE ops, BN folded), and int8 calibrates."""
+    pytest.importorskip("ai_edge_litert")
+    from kerapose.export import LiteRTModel
+    from kerapose.export import export_tflite
+
+    inputs = keras.Input(INPUT_SHAPE)
+    x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    model = keras.Model(inputs, keras.layers.ReLU()(x))
+    images = np.random.default_rng(0).normal(size=(8, *INPUT_SHAPE))
+    images = images.astype("float32")
+    path = export_tflite(
+        model,
+        tmp_path / "plain.tflite",
+        quantization=quantization,
+        representative_data=images if quantization else None,
+    )
+    ops = set(_ops(path))
+    assert not ops & {"VAR_HANDLE", "READ_VARIABLE"}, ops
+    assert "MUL" not in ops, ops  # BN folded into the conv
+    image = images[:1]
+    expected = keras.ops.convert_to_numpy(model(image))
+    got = LiteRTModel(path).run_one(image)
+    tolerance = 1e-4 if quantization is None else 0.1 * expected.max()
+    np.testing.assert_allclose(got, expected, atol=tolerance)
