@@ -2,7 +2,7 @@
 data after a bounded CPU training time.
 
     python bench/learn_synthetic.py [--minutes 5 | --epochs N]
-        [--model test_hrnet] [--input-size H W] [--write]
+        [--model hrnet_w18_small] [--input-size 128 96] [--write]
 """
 
 import argparse
@@ -164,7 +164,7 @@ def table(r):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="test_hrnet")
+    parser.add_argument("--model", default="hrnet_w18_small")
     parser.add_argument(
         "--minutes", type=float, default=5.0, help="training time budget"
     )
@@ -174,7 +174,7 @@ def main():
         default=0,
         help="train this many epochs instead of a time budget (0: off)",
     )
-    parser.add_argument("--input-size", type=int, nargs=2, default=(64, 64))
+    parser.add_argument("--input-size", type=int, nargs=2, default=(128, 96))
     parser.add_argument("--train-images", type=int, default=800)
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--lr", type=float, default=2e-3)

@@ -9,13 +9,14 @@ Two parts, each its own section of BENCHMARKS.md:
   (../shared/data/peers/pose_landmark_full.tflite) in the same run.
 * `--part accuracy`: small presets trained briefly on the synthetic set,
   then each TFLite variant (and an int8 file after quantization-aware
-  fine-tuning) scored on the synthetic validation split (COCO AP) and
-  compared with the float Keras model on real COCO person crops
-  (../shared/data/coco_sample): mean keypoint displacement.
+  fine-tuning, next to a float copy fine-tuned as long) scored on the
+  synthetic validation split (COCO AP) and compared with the float Keras
+  model on real COCO person crops (../shared/data/coco_sample): mean
+  keypoint displacement.
 
     python bench/tflite_export.py --part latency [--runs 20] [--write]
-    python bench/tflite_export.py --part accuracy [--minutes 6]
-        [--qat-minutes 2] [--write]
+    python bench/tflite_export.py --part accuracy [--minutes 6 | --epochs N]
+        [--qat-minutes 2 | --qat-epochs N] [--small MODEL ...] [--write]
 """
 
 import argparse
@@ -127,16 +128,18 @@ def _ap(model, val, image_dir):
     return evaluate_top_down(model, val, image_dir)["AP"]
 
 
-def _train(model, dataset, minutes, lr):
+def _train(model, dataset, minutes, lr, epochs=0, drop=0.2):
+    """Fits for `minutes` (or exactly `epochs`), lr / 10 for the last
+    `drop` fraction; returns (epochs, seconds)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
     from learn_synthetic import Budget
 
     model.compile(optimizer=keras.optimizers.Adam(lr))
-    budget = Budget(minutes * 60, 0, lr)
+    budget = Budget(minutes * 60, epochs, lr, drop=drop)
     start = time.time()
-    model.fit(dataset, epochs=10_000, callbacks=[budget], verbose=2)
+    model.fit(dataset, epochs=epochs or 10_000, callbacks=[budget], verbose=2)
     return budget.epochs, time.time() - start
 
 
@@ -156,6 +159,17 @@ def _displacement(path, float_model, real):
     return out
 
 
+def _load(name, args):
+    model = zoo.load(name, input_shape=(*args.input_size, 3), compile=False)
+    if args.sigma:
+        from kerapose.codecs import MSRAHeatmap
+
+        model.codec = MSRAHeatmap.from_config(
+            {**model.codec.get_config(), "sigma": args.sigma}
+        )
+    return model
+
+
 def accuracy_one(name, args, data):
     from kerapose.data.pipelines import build_top_down_dataset
     from kerapose.export.representative import calibration_images
@@ -163,7 +177,7 @@ def accuracy_one(name, args, data):
 
     keras.utils.set_random_seed(args.seed)
     h, w = args.input_size
-    model = zoo.load(name, input_shape=(h, w, 3), compile=False)
+    model = _load(name, args)
     train = build_top_down_dataset(
         data["train"],
         data["images"],
@@ -172,7 +186,9 @@ def accuracy_one(name, args, data):
         seed=args.seed,
         verbose=False,
     )
-    epochs, seconds = _train(model, train, args.minutes, args.lr)
+    epochs, seconds = _train(
+        model, train, args.minutes, args.lr, epochs=args.epochs
+    )
     val, images = data["val"], data["images"]
     real = build_top_down_dataset(
         COCO / "test_coco.json", COCO, model.codec, training=False,
@@ -184,7 +200,8 @@ def accuracy_one(name, args, data):
     )
     calib = calibration_images(calib_ds, (h, w, 3), args.calibration)
     folder = Path(tempfile.mkdtemp(prefix="kerapose_acc_"))
-    rows = [("Keras float32", None, _ap(model, val, images), None)]
+    base = _ap(model, val, images)
+    rows = [("Keras float32", None, base, None, None)]
     for label, q in VARIANTS:
         path = export_tflite(
             model,
@@ -194,26 +211,39 @@ def accuracy_one(name, args, data):
         )
         ap = _ap(_LiteRTEstimator(path, model), val, images)
         rows.append((f"{label} (PTQ)" if q == "int8" else label, path, ap,
-                     _displacement(path, model, real)))  # fmt: skip
+                     _displacement(path, model, real), base))  # fmt: skip
         print(rows[-1][0], ap)
-    # QAT: a copy of the trained model, fine-tuned with fake quantization.
+    # QAT: a copy of the trained model, fine-tuned with fake quantization,
+    # and a float copy fine-tuned for the same epochs (the control: QAT's
+    # AP drop is measured against it, not against the shorter-trained
+    # model, so extra training does not pass for quantization quality).
     weights = folder / "float.weights.h5"
     model.save_weights(weights)
-    qat = zoo.load(name, input_shape=(h, w, 3), compile=False)
+    qat = _load(name, args)
     qat.load_weights(weights)
     quantize_aware(qat, calib)
     lr = args.lr * 0.1  # the end of the float schedule
-    qat_epochs, qat_seconds = _train(qat, train, args.qat_minutes, lr)
+    qat_epochs, qat_seconds = _train(
+        qat, train, args.qat_minutes, lr, epochs=args.qat_epochs, drop=0.0
+    )
+    control = _load(name, args)
+    control.load_weights(weights)
+    _train(control, train, 0, lr, epochs=qat_epochs, drop=0.0)
+    control_ap = _ap(control, val, images)
+    rows.append((f"Keras float32, fine-tuned {qat_epochs} more epochs "
+                 "(control)", None, control_ap, None, None))  # fmt: skip
     path = export_tflite(
         qat, folder / "int8_qat.tflite", "int8", representative_data=calib
     )
     ap = _ap(_LiteRTEstimator(path, model), val, images)
-    rows.append(("int8 (QAT)", path, ap, _displacement(path, model, real)))
+    rows.append(("int8 (QAT)", path, ap, _displacement(path, control, real),
+                 control_ap))  # fmt: skip
     rows.append(("Keras QAT model (fake quant)", None, _ap(qat, val, images),
-                 None))  # fmt: skip
+                 None, None))  # fmt: skip
     return {
         "name": name,
         "params": model.count_params(),
+        "sigma": model.codec.sigma,
         "epochs": epochs,
         "seconds": seconds,
         "qat_epochs": qat_epochs,
@@ -227,7 +257,8 @@ def accuracy_table(results, args):
     lines = []
     for r in results:
         lines += [
-            f"**{r['name']}** ({r['params']:,} parameters, {h}x{w} input): "
+            f"**{r['name']}** ({r['params']:,} parameters, {h}x{w} input, "
+            f"target sigma {r['sigma']:g}): "
             f"trained {r['seconds'] / 60:.1f} min ({r['epochs']} epochs) on "
             f"the synthetic set; QAT fine-tuning {r['qat_seconds'] / 60:.1f} "
             f"min ({r['qat_epochs']} epochs) from those weights.",
@@ -237,10 +268,9 @@ def accuracy_table(results, args):
             "| same, Keras score > 0.2 | mean heatmap diff / mean peak |",
             "|---|---|---|---|---|---|---|",
         ]
-        base = r["rows"][0][2]
-        for label, path, ap, d in r["rows"]:
+        for label, path, ap, d, base in r["rows"]:  # base: AP compared
             size = f"{path.stat().st_size / 1e3:.0f}" if path else "-"
-            drop = f"{100 * (base - ap):+.1f}" if path else "-"
+            drop = f"{100 * (base - ap):+.1f}" if base is not None else "-"
             if d:
                 disp = f"{d[0.0][0]:.2f} ({d[0.0][1]})"
                 conf = f"{d[0.2][0]:.2f} ({d[0.2][1]})"
@@ -268,11 +298,26 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calibration", type=int, default=64)
     parser.add_argument("--minutes", type=float, default=6.0)
+    parser.add_argument(
+        "--epochs", type=int, default=0, help="instead of --minutes (0: off)"
+    )
+    parser.add_argument(
+        "--qat-epochs",
+        type=int,
+        default=0,
+        help="instead of --qat-minutes (0: off)",
+    )
     parser.add_argument("--qat-minutes", type=float, default=2.0)
     parser.add_argument("--input-size", type=int, nargs=2, default=(64, 64))
     parser.add_argument("--train-images", type=int, default=800)
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument(
+        "--sigma",
+        type=float,
+        default=0.0,
+        help="Gaussian target sigma in heatmap pixels (0: each preset's)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
@@ -287,9 +332,8 @@ def main():
             "interpreter (ai-edge-litert, XNNPACK), batch 1, float32 input "
             f"and output for every variant. Each figure: best of "
             f"{args.rounds} interleaved rounds of the median of {args.runs} "
-            "runs; the CPU was shared with other jobs, so compare the "
-            "ratios measured side by side rather than the absolute times "
-            "across runs. The peer is a widely used mobile single-person "
+            "runs; the ratios compare files timed side by side in the "
+            "same rounds. The peer is a widely used mobile single-person "
             "landmark model, as shipped (float32, 256x256).\n\n"
             + latency_table(rows, args)
         )
@@ -315,7 +359,11 @@ def main():
             "LiteRT interpreter. Adam "
             f"{args.lr:g}, batch 32, learning rate / 10 for the last 20% "
             "of the budget; QAT: `quantize_aware` then `model.fit` at "
-            f"{args.lr * 0.1:g}. int8 calibrated on {args.calibration} "
+            f"{args.lr * 0.1:g}, and a float copy fine-tuned for the same "
+            "epochs at the same rate as the control (QAT's AP drop and "
+            "displacement are measured against it; the other variants' "
+            "against the float model they were exported from). int8 "
+            f"calibrated on {args.calibration} "
             "training-split crops. Displacement: the TFLite file against "
             "the float Keras model on the real COCO sample's 14 person "
             "crops, in input pixels (number of keypoints counted in "

@@ -1,7 +1,8 @@
 """kerapose end to end on built-in synthetic data, in a few minutes on a CPU.
 
 1. writes a synthetic COCO-format keypoint set (train and val splits),
-2. trains a small HRNet with `model.fit` on the tf.data pipeline,
+2. trains a small HRNet (HRNet-W18-Small at 128x96) with `model.fit` on
+   the tf.data pipeline,
 3. evaluates COCO keypoint AP on the val split with pycocotools,
 4. exports the model to TFLite (float32 and int8) and checks each file in
    the LiteRT interpreter (TensorFlow backend, when ai-edge-litert is
@@ -33,8 +34,8 @@ from kerapose.inference import read_image  # noqa: E402
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="demo_out")
-    parser.add_argument("--model", default="test_hrnet")
-    parser.add_argument("--input-size", type=int, nargs=2, default=(64, 64))
+    parser.add_argument("--model", default="hrnet_w18_small")
+    parser.add_argument("--input-size", type=int, nargs=2, default=(128, 96))
     parser.add_argument("--train-images", type=int, default=300)
     parser.add_argument("--val-images", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=20)

@@ -384,10 +384,24 @@ def _extract_state_dict(obj, path):
                 f"Save the tensor dict alone, or under one of {_WRAPPER_KEYS}.",
             )
         obj = obj[found[0]]  # wrapper extras such as `epoch` are dropped
+    return strip_shared_prefix(obj)
+
+
+def strip_shared_prefix(state_dict):
+    """Drops a `module.` / `model.module.` prefix shared by every key (what
+    `DataParallel` and some trainers add)."""
     for prefix in _PREFIXES:
-        if obj and all(k.startswith(prefix) for k in obj):
-            return {k[len(prefix) :]: v for k, v in obj.items()}
-    return dict(obj)
+        if state_dict and all(k.startswith(prefix) for k in state_dict):
+            return {k[len(prefix) :]: v for k, v in state_dict.items()}
+    return dict(state_dict)
+
+
+def as_state_dict(checkpoint):
+    """A checkpoint path read with `read_checkpoint`, or a dict of official
+    key -> array with its shared wrapper prefix stripped."""
+    if isinstance(checkpoint, dict):
+        return strip_shared_prefix(checkpoint)
+    return read_checkpoint(checkpoint)
 
 
 def read_checkpoint(path, use_torch=None):

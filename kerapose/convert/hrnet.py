@@ -7,7 +7,7 @@ two entries of an `nn.Sequential` (`.0`/`.1`); `UNIT_RULES` records which.
 
 import re
 
-from kerapose.convert.checkpoint_io import read_checkpoint
+from kerapose.convert.checkpoint_io import as_state_dict
 from kerapose.convert.core import BN_LEAVES
 from kerapose.convert.core import apply_state_dict
 from kerapose.convert.core import conv_kernel
@@ -98,11 +98,9 @@ def convert_hrnet(model, checkpoint, strict=True, skip_prefixes=()):
     Raises:
         CheckpointMismatchError: `strict` and the checkpoint does not fit.
     """
-    if not isinstance(checkpoint, dict):
-        checkpoint = read_checkpoint(checkpoint)
     return apply_state_dict(
         model,
-        checkpoint,
+        as_state_dict(checkpoint),
         hrnet_key_map,
         strict=strict,
         skip_prefixes=skip_prefixes,

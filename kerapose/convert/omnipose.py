@@ -8,7 +8,7 @@ sit under `<conv>.spatialConv` (depthwise) and `<conv>.pointConv`.
 
 import re
 
-from kerapose.convert.checkpoint_io import read_checkpoint
+from kerapose.convert.checkpoint_io import as_state_dict
 from kerapose.convert.core import BN_LEAVES
 from kerapose.convert.core import apply_state_dict
 from kerapose.convert.core import conv_kernel
@@ -103,11 +103,9 @@ def convert_omnipose(model, checkpoint, strict=True, skip_prefixes=()):
     Raises:
         CheckpointMismatchError: `strict` and the checkpoint does not fit.
     """
-    if not isinstance(checkpoint, dict):
-        checkpoint = read_checkpoint(checkpoint)
     return apply_state_dict(
         model,
-        checkpoint,
+        as_state_dict(checkpoint),
         omnipose_key_map,
         strict=strict,
         skip_prefixes=skip_prefixes,

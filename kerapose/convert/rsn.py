@@ -10,7 +10,7 @@ official checkpoint holds PRM weights; kerapose reads them from
 
 import re
 
-from kerapose.convert.checkpoint_io import read_checkpoint
+from kerapose.convert.checkpoint_io import as_state_dict
 from kerapose.convert.core import BN_LEAVES
 from kerapose.convert.core import apply_state_dict
 from kerapose.convert.core import conv_kernel
@@ -111,15 +111,9 @@ def convert_rsn(model, checkpoint, strict=True, skip_prefixes=()):
     Raises:
         CheckpointMismatchError: `strict` and the checkpoint does not fit.
     """
-    if not isinstance(checkpoint, dict):
-        checkpoint = read_checkpoint(checkpoint)
-    checkpoint = {
-        k[len("module.") :] if k.startswith("module.") else k: v
-        for k, v in checkpoint.items()
-    }
     return apply_state_dict(
         model,
-        checkpoint,
+        as_state_dict(checkpoint),
         rsn_key_map,
         strict=strict,
         skip_prefixes=skip_prefixes,

@@ -89,3 +89,22 @@ def test_full_size_backbone_params(widths, expected):
 
     backbone = HRNetBackbone(stage_channels=widths)
     assert count_params(backbone) == expected
+
+
+def test_w18_small_preset_is_the_official_small_v1_config():
+    # HRNet-W18-Small-v1 (official image-classification config): stage 1
+    # one bottleneck of width 32, then one module per stage of two basic
+    # blocks per branch, widths 16/32/64/128.
+    from kerapose import zoo
+
+    model = zoo.load("hrnet_w18_small", input_shape=(64, 64, 3))
+    backbone = model.backbone
+    names = {layer.name for layer in backbone.layers}
+    assert "stage1_block0" in names and "stage1_block1" not in names
+    assert {"stage2_module0", "stage3_module0", "stage4_module0"} <= names
+    assert not {"stage3_module1", "stage4_module1"} & names
+    assert backbone.get_layer("stage1_block0").output.shape[-1] == 128
+    widths = [t.shape[-1] for t in backbone.get_layer("transition3").output]
+    assert widths == [16, 32, 64, 128]
+    config = backbone.get_config()
+    assert config["stage_blocks"] == 2

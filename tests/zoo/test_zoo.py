@@ -59,7 +59,11 @@ def test_path_like_name_is_not_a_registry_name(tmp_path):
 
 
 def test_list_models_and_describe():
-    assert zoo.list_models("hrnet_*") == ["hrnet_w32", "hrnet_w48"]
+    assert zoo.list_models("hrnet_*") == [
+        "hrnet_w18_small",
+        "hrnet_w32",
+        "hrnet_w48",
+    ]
     assert "hrnet_w32.coco_384x288" in zoo.list_models(pretrained=True)
     info = zoo.describe("hrnet_w32.coco_384x288")
     assert info["family"] == "hrnet"

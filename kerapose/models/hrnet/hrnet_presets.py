@@ -33,6 +33,13 @@ def _estimator(widths, modules, blocks, image_shape, num_keypoints=17):
     }
 
 
+def _small(config):
+    config["config"]["backbone"]["config"].update(
+        stage1_blocks=1, stage1_filters=32
+    )
+    return config
+
+
 def _hrnet(width, ap_256, ap_384):
     name = f"hrnet_w{width}"
     widths = (width, 2 * width, 4 * width, 8 * width)
@@ -73,6 +80,25 @@ presets = {
     # as published in the official README.
     "hrnet_w32": _hrnet(32, 0.744, 0.758),
     "hrnet_w48": _hrnet(48, 0.751, 0.763),
+    # HRNet-W18-Small-v1, the official HRNet image-classification repo's
+    # small configuration (stage 1: one bottleneck of width 32; stages 2-4:
+    # one module of two basic blocks per branch, widths 16-128) with the
+    # pose heatmap head. No official pose weights; for CPU training and
+    # demos.
+    "hrnet_w18_small": {
+        "metadata": {
+            "family": "hrnet",
+            "description": (
+                "HRNet-W18-Small-v1 top-down pose estimator (COCO 17 "
+                "keypoints); small and fast, no official pose weights."
+            ),
+            "paper": "https://arxiv.org/abs/1908.07919",
+        },
+        "config": _small(
+            _estimator((16, 32, 64, 128), (1, 1, 1), 2, (256, 192, 3))
+        ),  # fmt: skip
+        "tags": {},
+    },
     # Tiny configuration for tests: the structure of the official network
     # (stem, stage 1, stages 2-4) at small widths.
     "test_hrnet": {
