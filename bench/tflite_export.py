@@ -139,7 +139,13 @@ def _train(model, dataset, minutes, lr, epochs=0, drop=0.2):
     model.compile(optimizer=keras.optimizers.Adam(lr))
     budget = Budget(minutes * 60, epochs, lr, drop=drop)
     start = time.time()
-    model.fit(dataset, epochs=epochs or 10_000, callbacks=[budget], verbose=2)
+    model.fit(
+        dataset,
+        epochs=epochs or 10_000,
+        callbacks=[budget],
+        verbose=2,
+        shuffle=False,
+    )
     return budget.epochs, time.time() - start
 
 

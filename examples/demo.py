@@ -109,7 +109,8 @@ def main():
         training=True,
         seed=args.seed,
     )
-    model.fit(train, epochs=args.epochs, verbose=2)
+    # The pipeline shuffles; Keras' own shuffle does not apply to tf.data.
+    model.fit(train, epochs=args.epochs, verbose=2, shuffle=False)
 
     step("3/5 COCO keypoint AP on the val split (pycocotools)")
     metrics = evaluate_top_down(model, val_json, data / "images")

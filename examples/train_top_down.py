@@ -493,6 +493,7 @@ def main(argv=None, callbacks=()):
         steps_per_epoch=cfg.steps_per_epoch,
         callbacks=fit_callbacks + list(callbacks),
         verbose=cfg.verbose,
+        shuffle=False,  # the pipeline shuffles
     )
 
     model.save_weights(out / "last.weights.h5")
