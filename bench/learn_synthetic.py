@@ -94,6 +94,28 @@ def evaluate_decoders(model, ann_file, image_dir):
     return results
 
 
+def load_model(name, input_size, sigma=0.0):
+    """A zoo model at `input_size` (H, W), untrained and uncompiled, with
+    its codec's target sigma replaced when `sigma` is set."""
+    model = zoo.load(name, input_shape=(*input_size, 3), compile=False)
+    if sigma:
+        from kerapose.codecs import MSRAHeatmap
+
+        model.codec = MSRAHeatmap.from_config(
+            {**model.codec.get_config(), "sigma": sigma}
+        )
+    return model
+
+
+def add_sigma_argument(parser, default_help="the preset's"):
+    parser.add_argument(
+        "--sigma",
+        type=float,
+        default=0.0,
+        help=f"Gaussian target sigma in heatmap pixels (0: {default_help})",
+    )
+
+
 def run(args):
     keras.utils.set_random_seed(args.seed)
     data = tempfile.mkdtemp(prefix="kerapose_learn_")
@@ -103,15 +125,7 @@ def run(args):
     val = write_synthetic_coco(
         data, args.val_images, seed=args.seed, split="val"
     )
-    model = zoo.load(
-        args.model, input_shape=(*args.input_size, 3), compile=False
-    )
-    if args.sigma:
-        from kerapose.codecs import MSRAHeatmap
-
-        model.codec = MSRAHeatmap.from_config(
-            {**model.codec.get_config(), "sigma": args.sigma}
-        )
+    model = load_model(args.model, args.input_size, args.sigma)
     model.compile(optimizer=keras.optimizers.Adam(args.lr))
     dataset = build_top_down_dataset(
         train,
@@ -178,12 +192,7 @@ def main():
     parser.add_argument("--train-images", type=int, default=800)
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument(
-        "--sigma",
-        type=float,
-        default=0.0,
-        help="Gaussian target sigma in heatmap pixels (0: the preset's)",
-    )
+    add_sigma_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()

@@ -30,6 +30,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from learn_synthetic import Budget  # noqa: E402
+from learn_synthetic import add_sigma_argument  # noqa: E402
+from learn_synthetic import load_model  # noqa: E402
 
 from kerapose import zoo  # noqa: E402
 from kerapose.export import LiteRTModel  # noqa: E402
@@ -131,11 +134,6 @@ def _ap(model, val, image_dir):
 def _train(model, dataset, minutes, lr, epochs=0, drop=0.2):
     """Fits for `minutes` (or exactly `epochs`), lr / 10 for the last
     `drop` fraction; returns (epochs, seconds)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from learn_synthetic import Budget
-
     model.compile(optimizer=keras.optimizers.Adam(lr))
     budget = Budget(minutes * 60, epochs, lr, drop=drop)
     start = time.time()
@@ -165,17 +163,6 @@ def _displacement(path, float_model, real):
     return out
 
 
-def _load(name, args):
-    model = zoo.load(name, input_shape=(*args.input_size, 3), compile=False)
-    if args.sigma:
-        from kerapose.codecs import MSRAHeatmap
-
-        model.codec = MSRAHeatmap.from_config(
-            {**model.codec.get_config(), "sigma": args.sigma}
-        )
-    return model
-
-
 def accuracy_one(name, args, data):
     from kerapose.data.pipelines import build_top_down_dataset
     from kerapose.export.representative import calibration_images
@@ -183,7 +170,7 @@ def accuracy_one(name, args, data):
 
     keras.utils.set_random_seed(args.seed)
     h, w = args.input_size
-    model = _load(name, args)
+    model = load_model(name, args.input_size, args.sigma)
     train = build_top_down_dataset(
         data["train"],
         data["images"],
@@ -225,14 +212,14 @@ def accuracy_one(name, args, data):
     # model, so extra training does not pass for quantization quality).
     weights = folder / "float.weights.h5"
     model.save_weights(weights)
-    qat = _load(name, args)
+    qat = load_model(name, args.input_size, args.sigma)
     qat.load_weights(weights)
     quantize_aware(qat, calib)
     lr = args.lr * 0.1  # the end of the float schedule
     qat_epochs, qat_seconds = _train(
         qat, train, args.qat_minutes, lr, epochs=args.qat_epochs, drop=0.0
     )
-    control = _load(name, args)
+    control = load_model(name, args.input_size, args.sigma)
     control.load_weights(weights)
     _train(control, train, 0, lr, epochs=qat_epochs, drop=0.0)
     control_ap = _ap(control, val, images)
@@ -318,12 +305,7 @@ def main():
     parser.add_argument("--train-images", type=int, default=800)
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument(
-        "--sigma",
-        type=float,
-        default=0.0,
-        help="Gaussian target sigma in heatmap pixels (0: each preset's)",
-    )
+    add_sigma_argument(parser, "each preset's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()

@@ -96,7 +96,7 @@ presets = {
         },
         "config": _small(
             _estimator((16, 32, 64, 128), (1, 1, 1), 2, (256, 192, 3))
-        ),  # fmt: skip
+        ),
         "tags": {},
     },
     # Tiny configuration for tests: the structure of the official network
