@@ -22,6 +22,12 @@ tf.data in every case. Everything goes under `--out`:
 Load a checkpoint with `model.load_weights(path)` on a model from
 `kerapose.zoo.load(name, input_shape=..., num_keypoints=...)`.
 
+On several GPUs with TensorFlow, call `main(argv)` inside
+`tf.distribute.MirroredStrategy().scope()`: the model is built in that
+scope, `--batch-size` stays the global batch, and BatchNorm is
+synchronised across the replicas (`sync_batchnorm`), as the official
+multi-GPU runs do.
+
 An interrupted run resumes where it stopped: start it again with the same
 `--out` (and arguments) and `BackupAndRestore` restores the weights,
 the optimizer state and the epoch.
@@ -429,6 +435,20 @@ def _backup_epoch(out):
     return int(json.loads(meta.read_text())["epoch"])
 
 
+def sync_batchnorm_if_distributed(model):
+    """Synchronised BN when the caller's strategy has several replicas.
+
+    Returns:
+        bool: whether the model's BatchNorm is now synchronised.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            model.sync_batchnorm = True
+    return model.sync_batchnorm
+
+
 def main(argv=None, callbacks=()):
     """Runs the training of `argv` (`sys.argv[1:]` when `None`).
 
@@ -478,6 +498,8 @@ def main(argv=None, callbacks=()):
             num_keypoints=report.spec.num_keypoints,
             compile=False,
         )
+    if sync_batchnorm_if_distributed(model):
+        print("BatchNorm synchronised across the strategy's replicas.")
     if cfg.steps_per_epoch:
         train = train.repeat()
     # A float learning rate is an optimizer variable that the scheduler

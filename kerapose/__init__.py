@@ -1,12 +1,12 @@
-"""kerapose: a Keras 3 multi-backend model zoo for 2D human pose estimation."""
+"""kerapose: a Keras 3 multi-backend model zoo for 2D human pose estimation.
 
-from kerapose import codecs as codecs
-from kerapose import layers as layers
-from kerapose import losses as losses
-from kerapose import models as models
-from kerapose import quantization as quantization
-from kerapose import utils as utils
-from kerapose import zoo as zoo
+Subpackages are imported on first access (`kerapose.zoo`, `kerapose.models`,
+...), so `import kerapose` and the `kerapose list` command do not pay for
+importing Keras and TensorFlow.
+"""
+
+import importlib
+
 from kerapose.version import __version__ as __version__
 
 __all__ = [
@@ -19,3 +19,25 @@ __all__ = [
     "utils",
     "zoo",
 ]
+
+# Subpackages reachable as attributes; the public ones are in `__all__`.
+_SUBPACKAGES = frozenset(__all__[1:]) | {
+    "convert",
+    "data",
+    "eval",
+    "export",
+    "inference",
+    "testing",
+}
+
+
+def __getattr__(name):
+    if name in _SUBPACKAGES:
+        # import_module binds the submodule as an attribute of this package,
+        # so __getattr__ runs once per name.
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SUBPACKAGES)

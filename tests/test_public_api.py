@@ -1,8 +1,14 @@
 import importlib
 
 import kerapose
-import kerapose.export  # noqa: F401  (TensorFlow; registers its exports)
+import kerapose.export
 from kerapose.api_export import EXPORTED
+
+# The package imports its subpackages lazily: import them all (TensorFlow
+# too) so that every export is registered.
+for _package in (kerapose, kerapose.export):
+    for _name in _package.__all__:
+        getattr(_package, _name)
 
 
 def test_exports_match_init_files():

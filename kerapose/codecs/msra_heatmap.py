@@ -18,7 +18,8 @@ class MSRAHeatmap:
     With `refinement="dark"` the decode is distribution-aware (Zhang et al.,
     DARK, CVPR 2020): the heatmap is smoothed by a Gaussian (keeping its
     maximum), log-transformed, and the argmax moved by one Newton step of the
-    second-order Taylor expansion. `unbiased=True` centres the target
+    second-order Taylor expansion, kept on the heatmap (a flat or noisy map
+    can send that step far off it). `unbiased=True` centres the target
     Gaussian at the exact sub-pixel location (DARK's unbiased encoding).
 
     Shapes: B batch, K keypoints, (H, W) input, (h, w) heatmap.
@@ -219,6 +220,11 @@ class MSRAHeatmap:
         safe = ops.where(ok, det, 1.0)
         dx = ops.where(ok, -(hyy * gx - hxy * gy) / safe, 0.0)
         dy = ops.where(ok, -(hxx * gy - hxy * gx) / safe, 0.0)
+        # Where the map has no clear peak (flat or noisy) the Newton step
+        # is unbounded: keep the refined point on the heatmap.
+        x, y = ops.cast(px, "float32"), ops.cast(py, "float32")
+        dx = ops.clip(x + dx, 0.0, w - 1.0) - x
+        dy = ops.clip(y + dy, 0.0, h - 1.0) - y
         return ops.cast(dx, dtype), ops.cast(dy, dtype)
 
     def get_config(self):

@@ -3,7 +3,10 @@
 Each instance is one person box turned into the ``center``/``scale`` pair of
 the official HRNet code, with its keypoints, ready for
 :func:`kerapose.data.pipelines.build_top_down_dataset`. Everything that is
-left out is counted in a :class:`LoadReport`, never dropped silently.
+left out is counted in a :class:`LoadReport`, never dropped silently;
+malformed values (keypoints that are not numbers, NaN) raise and name the
+annotation. The keypoint spec comes from the file's keypoint names
+(:mod:`kerapose.data.coco_spec`).
 
 Shape letters: N instances, K keypoints.
 """
@@ -17,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from kerapose.data.coco_spec import person_category
+from kerapose.data.coco_spec import resolve_coco_spec
 from kerapose.data.keypoint_specs import KeypointSpec
-from kerapose.data.keypoint_specs import get_keypoint_spec
-from kerapose.data.keypoint_specs import spec_for_num_keypoints
 
 __all__ = ["LoadReport", "box_to_center_scale", "load_coco_instances"]
 
@@ -96,6 +99,7 @@ class LoadReport:
         lines = [
             f"{self.ann_file} ({self.mode}): kept {self.kept} of "
             f"{self.total} boxes"
+            + (f", keypoint spec {self.spec.name}" if self.spec else "")
         ]
         for reason, count in self.skipped.items():
             if count:
@@ -152,6 +156,8 @@ def load_coco_instances(
     det_score_threshold: float = 0.0,
     input_size: tuple[int, int] = (256, 192),
     check_images: str = "header",
+    keypoint_field: str = "keypoints",
+    sigmas: Any = None,
 ) -> tuple[dict[str, np.ndarray], LoadReport]:
     """Reads a COCO keypoint file into top-down person instances.
 
@@ -165,8 +171,12 @@ def load_coco_instances(
     Args:
         ann_file: COCO keypoint annotation JSON.
         image_dir: Folder the ``file_name`` entries are relative to.
-        spec: Keypoint spec or its name. Defaults to the built-in spec
-            with the file's keypoint count (17, 16 or 14).
+        spec: Keypoint spec or its name. Defaults to the spec the file's
+            keypoint names call for: the built-in spec with the same names
+            (e.g. AIC's, not CrowdPose's, for an AIC file), else one built
+            from the category (names, skeleton, flip pairs from left/right
+            names, ``sigmas``); a file without names gets the one built-in
+            spec with its keypoint count, with a warning, or an error.
         mode: ``"train"`` or ``"eval"``.
         det_file: Optional COCO detection results JSON (eval mode only).
         det_score_threshold: Lowest detection score kept.
@@ -175,6 +185,12 @@ def load_coco_instances(
             start and end markers or PNG signature, with a full decode for
             files that fail the cheap test) or ``"decode"`` (decode every
             image once). Failing files count as ``corrupt_image``.
+        keypoint_field: Annotation field holding the keypoints, e.g.
+            ``"keypoints_21"`` for Human-Art's 21-point set. Its names are
+            the category's entry of the same name, if any.
+        sigmas: OKS sigmas (one per keypoint) for a spec built from the
+            file's names. Without them such a spec has ``sigmas=None``:
+            training works, OKS evaluation raises and asks for them.
 
     Returns:
         ``(instances, report)``: ``instances`` maps ``image_path`` (N,)
@@ -186,9 +202,11 @@ def load_coco_instances(
         :class:`LoadReport`.
 
     Raises:
-        ValueError: For unreadable or malformed files (naming the file and
-            the missing or bad key), an unknown mode, or a keypoint count
-            that matches no spec.
+        ValueError: For unreadable or malformed files (naming the file, the
+            annotation and the missing or bad key), keypoints that are not
+            numbers or not finite, an unknown mode, a spec that cannot be
+            told, or when no image file is usable (all missing or corrupt:
+            ``image_dir`` is probably wrong).
     """
     if mode not in ("train", "eval"):
         raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}.")
@@ -202,8 +220,10 @@ def load_coco_instances(
     data = _read_json(ann_file)
     if not isinstance(data, dict):
         raise ValueError(f"{ann_file}: expected a JSON object at top level.")
-    category = _person_category(data, ann_file)
-    spec = _resolve_spec(spec, category, ann_file)
+    category = person_category(data, ann_file)
+    spec = resolve_coco_spec(
+        data, category, ann_file, spec, sigmas, keypoint_field
+    )
     images = _index_images(data, ann_file)
     aspect = float(input_size[1]) / float(input_size[0])
     report = LoadReport(ann_file=ann_file, mode=mode, spec=spec)
@@ -212,7 +232,9 @@ def load_coco_instances(
     cat_id = None if category is None else category.get("id")
 
     if det_file is None:
-        candidates = _gt_candidates(data, ann_file, images, cat_id, spec, mode)
+        candidates = _gt_candidates(
+            data, ann_file, images, cat_id, spec, mode, keypoint_field
+        )
     else:
         candidates = _det_candidates(
             os.fspath(det_file), images, cat_id, spec, det_score_threshold
@@ -231,6 +253,7 @@ def load_coco_instances(
             continue
         rows.append(row)
     report.kept = len(rows)
+    checker.raise_if_none_usable(ann_file, image_dir)
     return _stack(rows, spec.num_keypoints), report
 
 
@@ -246,40 +269,6 @@ def _require(obj: Any, key: str, where: str) -> Any:
     if not isinstance(obj, dict) or key not in obj:
         raise ValueError(f"{where} has no '{key}'.")
     return obj[key]
-
-
-def _person_category(data: dict, ann_file: str) -> dict | None:
-    cats = data.get("categories")
-    if not cats:
-        return None
-    if not isinstance(cats, list):
-        raise ValueError(f"{ann_file}: 'categories' must be a list.")
-    with_kpts = [c for c in cats if isinstance(c, dict) and c.get("keypoints")]
-    people = [c for c in with_kpts if c.get("name") == "person"]
-    return (people or with_kpts or [None])[0]
-
-
-def _resolve_spec(spec: Any, category: dict | None, ann_file: str):
-    count = len(category["keypoints"]) if category else None
-    if spec is None:
-        if count is None:
-            raise ValueError(
-                f"{ann_file}: no category lists 'keypoints'; pass a spec."
-            )
-        builtin = spec_for_num_keypoints(count)
-        if builtin is None:
-            raise ValueError(
-                f"{ann_file}: no built-in keypoint spec has {count} "
-                "keypoints; pass a KeypointSpec as `spec`."
-            )
-        return builtin
-    spec = get_keypoint_spec(spec)
-    if count is not None and count != spec.num_keypoints:
-        raise ValueError(
-            f"{ann_file}: the category has {count} keypoints but spec "
-            f"{spec.name!r} has {spec.num_keypoints}."
-        )
-    return spec
 
 
 def _index_images(data: dict, ann_file: str) -> dict:
@@ -298,45 +287,94 @@ def _index_images(data: dict, ann_file: str) -> dict:
     return index
 
 
+def _is_number(value: Any) -> bool:
+    # Strings would pass float() and bools are ints: refuse both.
+    return isinstance(value, (int, float, np.number)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
 def _number(value: Any, key: str, where: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: '{key}' is not a number.") from None
+    if not _is_number(value):
+        raise ValueError(f"{where}: '{key}' is not a number (got {value!r}).")
+    if not np.isfinite(value):
+        raise ValueError(f"{where}: '{key}' is {value} (not finite).")
+    return float(value)
 
 
 def _box(value: Any, key: str, where: str) -> list[float]:
-    try:
-        box = [float(v) for v in value]
-    except (TypeError, ValueError):
-        box = []
-    if len(box) != 4:
-        raise ValueError(f"{where}: '{key}' is not [x, y, w, h].")
+    if not (
+        isinstance(value, (list, tuple))
+        and len(value) == 4
+        and all(_is_number(v) for v in value)
+    ):
+        raise ValueError(f"{where}: '{key}' is not [x, y, w, h] numbers.")
+    box = [float(v) for v in value]
+    if not all(np.isfinite(box)):
+        raise ValueError(f"{where}: '{key}' {box} is not finite.")
     return box
 
 
-def _gt_candidates(data, ann_file, images, cat_id, spec, mode):
+def _keypoints(raw: Any, field: str, k: int, where: str) -> np.ndarray:
+    """(K, 3) float64 ``x, y, v`` of an annotation, checked."""
+    try:
+        arr = np.asarray(raw)
+    except ValueError:  # ragged nesting
+        raise ValueError(
+            f"{where}: '{field}' is not {k} x (x, y, v) values (ragged lists)."
+        ) from None
+    if arr.dtype.kind not in "iuf":
+        bad = next((v for v in np.ravel(arr) if not _is_number(v)), None)
+        raise ValueError(
+            f"{where}: '{field}' holds non-numbers (e.g. {bad!r}, a "
+            f"{type(bad).__name__}); keypoints must be numbers: fix the file "
+            "(strings are not converted)."
+        )
+    if arr.size != 3 * k:
+        raise ValueError(
+            f"{where}: '{field}' is not {k} x (x, y, v) values "
+            f"(got {arr.size} values)."
+        )
+    kpts = arr.reshape(k, 3).astype(np.float64)
+    # Unlabelled coordinates are ignored (zeroed), so only labelled ones
+    # and the flags must be finite.
+    bad = ~np.isfinite(kpts[:, 2]) | (
+        (kpts[:, 2] > 0) & ~np.isfinite(kpts[:, :2]).all(axis=1)
+    )
+    if bad.any():
+        raise ValueError(
+            f"{where}: '{field}' has NaN or infinite values at keypoints "
+            f"{np.flatnonzero(bad).tolist()}."
+        )
+    return kpts
+
+
+def _annotation_id(ann: dict, where: str) -> int:
+    ann_id = ann.get("id", -1)
+    if isinstance(ann_id, bool) or not isinstance(ann_id, (int, np.integer)):
+        raise ValueError(f"{where}: 'id' must be an integer, got {ann_id!r}.")
+    return int(ann_id)
+
+
+def _gt_candidates(data, ann_file, images, cat_id, spec, mode, field):
     anns = _require(data, "annotations", ann_file)
     if not isinstance(anns, list):
         raise ValueError(f"{ann_file}: 'annotations' must be a list.")
     k = spec.num_keypoints
     for i, ann in enumerate(anns):
-        where = f"{ann_file}: annotations[{i}]"
+        row = f"annotations[{i}]"
+        where = f"{ann_file}: {row}"
+        if isinstance(ann, dict) and "id" in ann:
+            where = f"{ann_file}: annotation id {ann['id']!r} ({row})"
         image_id = _require(ann, "image_id", where)
         box = _box(_require(ann, "bbox", where), "bbox", where)
-        if "keypoints" in ann or mode == "train":
-            raw = _require(ann, "keypoints", where)
-            try:
-                kpts = np.asarray(raw, np.float64).reshape(k, 3)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"{where}: 'keypoints' is not {k} x (x, y, v) values."
-                ) from None
+        if field in ann or mode == "train":
+            kpts = _keypoints(_require(ann, field, where), field, k, where)
         else:
             kpts = np.zeros((k, 3))
         cand = {
             "image_id": image_id,
-            "annotation_id": int(ann.get("id", -1)),
+            "annotation_id": _annotation_id(ann, where),
             "box": box,
             "keypoints": kpts,
             "score": 1.0,
@@ -431,6 +469,20 @@ class _ImageChecker:
         self.mode = mode
         self.report = report
         self.verdicts: dict[str, str | None] = {}
+
+    def raise_if_none_usable(self, ann_file: str, image_dir: str) -> None:
+        """Raises when images were checked and not one was usable."""
+        verdicts = list(self.verdicts.values())
+        if not verdicts or None in verdicts:
+            return
+        missing = verdicts.count("missing_image")
+        example = (self.report.missing_files or self.report.corrupt_files)[0]
+        raise ValueError(
+            f"{ann_file}: none of its {len(verdicts)} image files is usable "
+            f"({missing} missing, {len(verdicts) - missing} not a readable "
+            f"JPEG/PNG; e.g. {example}). Check image_dir ({image_dir!r}): "
+            "'file_name' entries are relative to it."
+        )
 
     def check(self, path: str) -> str | None:
         if path not in self.verdicts:

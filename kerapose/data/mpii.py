@@ -177,8 +177,13 @@ def _parse_entry(entry, index, json_file):
 
 def _numbers(value, shape, where):
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        arr = np.asarray(value)
     except (TypeError, ValueError):
+        arr = None
+    # Strings would convert to floats silently: only numbers pass.
+    if arr is not None and arr.dtype.kind in "biuf":
+        arr = arr.astype(np.float64)
+    else:
         arr = None
     if arr is None or arr.shape != shape or not np.all(np.isfinite(arr)):
         raise ValueError(

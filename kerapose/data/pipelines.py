@@ -58,6 +58,8 @@ def build_top_down_dataset(
     check_images: str = "header",
     verbose: bool = True,
     return_report: bool = False,
+    keypoint_field: str = "keypoints",
+    sigmas: Any = None,
 ) -> tf.data.Dataset | tuple[tf.data.Dataset, Any]:
     """Builds the top-down training or evaluation dataset of a COCO file.
 
@@ -82,7 +84,9 @@ def build_top_down_dataset(
         image_dir: Folder of the images.
         codec: :class:`~kerapose.codecs.MSRAHeatmap`; sets the input and
             heatmap sizes.
-        spec: Keypoint spec or name; defaults to the file's keypoint count.
+        spec: Keypoint spec or name; defaults to the one the file's
+            keypoint names call for (see :func:`~kerapose.data.coco.
+            load_coco_instances`).
         batch_size: Batch size.
         training: Augment, shuffle, and use train-mode filtering.
         seed: Makes shuffling and augmentation reproducible: two datasets
@@ -106,6 +110,10 @@ def build_top_down_dataset(
         verbose: Print the loader's report once.
         return_report: Also return the :class:`~kerapose.data.coco.
             LoadReport`.
+        keypoint_field: Annotation field of the keypoints, e.g.
+            ``"keypoints_21"`` (Human-Art).
+        sigmas: OKS sigmas for a spec built from the file's keypoint names
+            (see :func:`~kerapose.data.coco.load_coco_instances`).
 
     Returns:
         The ``tf.data.Dataset``, or ``(dataset, report)``.
@@ -125,6 +133,8 @@ def build_top_down_dataset(
         det_score_threshold=det_score_threshold,
         input_size=codec.input_size,
         check_images=check_images,
+        keypoint_field=keypoint_field,
+        sigmas=sigmas,
     )
     if verbose:
         print(report)

@@ -15,6 +15,9 @@ from kerapose.eval.functional import (
 from kerapose.eval.functional import oks_nms as oks_nms
 from kerapose.eval.functional import pckh as pckh
 from kerapose.eval.functional import rescore as rescore
+from kerapose.eval.protocol import CROWD_INDEX_SPLITS as CROWD_INDEX_SPLITS
+from kerapose.eval.protocol import CROWD_METRIC_NAMES as CROWD_METRIC_NAMES
+from kerapose.eval.protocol import resolve_use_area as resolve_use_area
 from kerapose.eval.top_down import COCOEvalCallback as COCOEvalCallback
 from kerapose.eval.top_down import evaluate_top_down as evaluate_top_down
 from kerapose.eval.top_down import score_predictions as score_predictions
@@ -24,6 +27,8 @@ __all__ = [
     "COCOEvaluator",
     "COCO_SIGMAS",
     "CROWDPOSE_SIGMAS",
+    "CROWD_INDEX_SPLITS",
+    "CROWD_METRIC_NAMES",
     "METRIC_NAMES",
     "MPII_JOINT_NAMES",
     "compute_oks",
@@ -32,5 +37,6 @@ __all__ = [
     "oks_nms",
     "pckh",
     "rescore",
+    "resolve_use_area",
     "score_predictions",
 ]

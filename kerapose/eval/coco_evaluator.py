@@ -21,6 +21,10 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from kerapose.eval.functional import COCO_SIGMAS
+from kerapose.eval.protocol import CROWD_METRIC_NAMES
+from kerapose.eval.protocol import check_finite_predictions
+from kerapose.eval.protocol import crowd_levels
+from kerapose.eval.protocol import resolve_use_area
 
 __all__ = ["COCOEvaluator", "METRIC_NAMES"]
 
@@ -38,8 +42,9 @@ METRIC_NAMES = (
     "ARL",
 )
 
-# xtcocotools / mmpose scale the box area by this when `use_area=False`:
-# a person covers roughly half of its box.
+# xtcocotools / mmpose scale the box area by this when `use_area=False`,
+# as the official CrowdPose evaluation always does: a person covers
+# roughly half of its box.
 _BOX_AREA_FACTOR = 0.53
 
 _MAX_IDS_IN_ERROR = 20
@@ -123,8 +128,12 @@ def _normalise_gt(
     category_id: Any,
     num_keypoints: int,
     use_area: bool,
+    keypoint_field: str = "keypoints",
 ) -> dict[str, int]:
     """Fills the fields pycocotools needs, in place on the private copy.
+
+    With another `keypoint_field`, its values replace `keypoints` (the
+    field pycocotools reads) and `num_keypoints` is counted from them.
 
     Returns the number of annotations for which each field was filled.
     """
@@ -155,15 +164,20 @@ def _normalise_gt(
         if ann["category_id"] != category_id:
             continue
         name = f"{source}: annotation id {ann['id']!r}"
-        if "keypoints" not in ann:
-            raise ValueError(f"{name} has no 'keypoints'")
-        kpts = np.asarray(ann["keypoints"], dtype=np.float64)
+        if keypoint_field not in ann:
+            raise ValueError(f"{name} has no {keypoint_field!r}")
+        kpts = np.asarray(ann[keypoint_field], dtype=np.float64)
         if kpts.shape != (3 * num_keypoints,):
             raise ValueError(
-                f"{name} has {kpts.size} keypoint values, expected "
-                f"{3 * num_keypoints} ({num_keypoints} keypoints x 3)"
+                f"{name} has {kpts.size} {keypoint_field!r} values, "
+                f"expected {3 * num_keypoints} ({num_keypoints} keypoints "
+                "x 3)"
             )
         kpts = kpts.reshape(num_keypoints, 3)
+        if keypoint_field != "keypoints":
+            # The stored count belongs to the other keypoint set.
+            ann["keypoints"] = list(ann[keypoint_field])
+            ann["num_keypoints"] = int(np.count_nonzero(kpts[:, 2] > 0))
         if "num_keypoints" not in ann:
             ann["num_keypoints"] = int(np.count_nonzero(kpts[:, 2] > 0))
             report["num_keypoints"] += 1
@@ -214,13 +228,27 @@ class COCOEvaluator:
       which they were added, which is also what pycocotools does with a
       results list.
     * Keypoint sets other than COCO's 17 (CrowdPose 14...): `sigmas` must
-      be given.
+      be given (`from_spec` takes them from a keypoint spec).
+    * Files with a second keypoint set beside `keypoints` (Human-Art's
+      `keypoints_21`): `keypoint_field` picks the one to score.
+    * Predictions with NaN or infinite values: `update` raises, naming the
+      rows and their image ids.
 
     Metrics are pycocotools' ten keypoint numbers (see `METRIC_NAMES`); as
     there, a value of -1.0 means undefined (no ground truth in that area
     range). Predictions are evaluated against every image of the ground
     truth: an image without predictions counts as all people missed. As in
     pycocotools, only the 20 best-scored predictions of an image count.
+
+    CrowdPose-format files (every image carries a `crowdIndex`) also get
+    `AP_easy`, `AP_medium` and `AP_hard` (see `CROWD_METRIC_NAMES`): AP
+    over the images with crowd index below 0.2, from 0.2 to below 0.8, and
+    from 0.8 (`CROWD_INDEX_SPLITS`, as in the official CrowdPose code);
+    -1.0 for a level without images. The official CrowdPose table reports
+    AP, AP50, AP75, AR, AR50, AR75 and these three; it scores OKS with
+    `use_area=False` (`from_spec` with the CrowdPose spec does that) and,
+    like pycocotools, counts 20 predictions per image. APM / APL / ARM /
+    ARL are pycocotools' extras, not part of the CrowdPose protocol.
 
     Args:
         ann_file_or_dict: COCO-format keypoint annotations, as a JSON path
@@ -230,10 +258,14 @@ class COCOEvaluator:
         use_area: True scales OKS by each ground-truth `area` (the COCO
             protocol; missing areas are filled, see above). False ignores
             `area` and uses 0.53 times the box area for every annotation,
-            the xtcocotools / mmpose convention for CrowdPose-like data.
+            the official protocol of CrowdPose and AIC. None is True here;
+            `from_spec` takes the default from a keypoint spec.
         iou_type: Only "keypoints" is supported.
         category_id: The category to evaluate; needed only when the file
             has several categories with keypoints.
+        keypoint_field: The annotation field holding the ground-truth
+            keypoints, e.g. "keypoints_21" for Human-Art's 21-point set.
+            Defaults to "keypoints".
         verbose: Print pycocotools' log and summary table from `result()`.
             Either way the captured text is kept in `summary`.
 
@@ -247,18 +279,25 @@ class COCOEvaluator:
         self,
         ann_file_or_dict: str | os.PathLike | Mapping,
         sigmas: ArrayLike | None = None,
-        use_area: bool = True,
+        use_area: bool | None = True,
         iou_type: str = "keypoints",
         *,
         category_id: Any = None,
+        keypoint_field: str = "keypoints",
         verbose: bool = False,
     ) -> None:
+        if not isinstance(keypoint_field, str) or not keypoint_field:
+            raise ValueError(
+                "keypoint_field must be an annotation field name such as "
+                f"'keypoints', got {keypoint_field!r}"
+            )
         if iou_type != "keypoints":
             raise ValueError(
                 f"iou_type {iou_type!r} is not supported; only 'keypoints'"
             )
         self.iou_type = iou_type
-        self.use_area = bool(use_area)
+        self.use_area = resolve_use_area(use_area)
+        self.keypoint_field = keypoint_field
         self.verbose = bool(verbose)
 
         dataset, source = _load_dataset(ann_file_or_dict)
@@ -266,14 +305,20 @@ class COCOEvaluator:
         category = _pick_category(dataset, source, category_id)
         self.category_id = category["id"]
         self.num_keypoints = self._infer_num_keypoints(
-            dataset, source, category
+            dataset, source, category, keypoint_field
         )
         self.sigmas = self._resolve_sigmas(sigmas, source)
 
         self.fill_report = _normalise_gt(
-            dataset, source, self.category_id, self.num_keypoints, use_area
+            dataset,
+            source,
+            self.category_id,
+            self.num_keypoints,
+            self.use_area,
+            keypoint_field,
         )
         self._warn_about_fills()
+        self.crowd_splits = crowd_levels(dataset, source)
 
         self._coco_gt = COCO()
         self._coco_gt.dataset = dataset
@@ -289,23 +334,66 @@ class COCOEvaluator:
         self.summary = ""
         self.reset()
 
+    @classmethod
+    def from_spec(
+        cls,
+        ann_file_or_dict: str | os.PathLike | Mapping,
+        spec: Any,
+        use_area: bool | None = None,
+        *,
+        keypoint_field: str = "keypoints",
+        **kwargs: Any,
+    ) -> COCOEvaluator:
+        """An evaluator with the protocol of a keypoint spec.
+
+        The entry point for evaluation code (top-down, bottom-up, ...):
+        pass `use_area` and `keypoint_field` through unchanged.
+
+        Args:
+            ann_file_or_dict: See the class.
+            spec: Keypoint spec: its `sigmas` (required), and its
+                `use_area` flag for the default `use_area`.
+            use_area: True / False as in the class; None (the default)
+                follows the spec, see `resolve_use_area`.
+            keypoint_field: See the class.
+            **kwargs: Other `COCOEvaluator` arguments (`category_id`,
+                `verbose`).
+
+        Returns:
+            A `COCOEvaluator`.
+        """
+        # Specs built from a file's names may have no sigmas: ask for them.
+        require = getattr(spec, "require_sigmas", None)
+        sigmas = require("keypoint evaluation") if require else spec.sigmas
+        return cls(
+            ann_file_or_dict,
+            sigmas=sigmas,
+            use_area=resolve_use_area(use_area, spec),
+            keypoint_field=keypoint_field,
+            **kwargs,
+        )
+
     # ----------------------------------------------------------------- setup
 
     @staticmethod
-    def _infer_num_keypoints(dataset: dict, source: str, category: dict) -> int:
-        names = category.get("keypoints")
-        if names:
+    def _infer_num_keypoints(
+        dataset: dict, source: str, category: dict, field: str = "keypoints"
+    ) -> int:
+        # Category keypoint names describe the `keypoints` field; another
+        # field counts only if the category lists names under its own key.
+        names = category.get(field)
+        if isinstance(names, list) and names:
             return len(names)
         for ann in dataset["annotations"]:
             if (
                 isinstance(ann, dict)
                 and ann.get("category_id", category["id"]) == category["id"]
-                and "keypoints" in ann
+                and field in ann
             ):
-                return len(ann["keypoints"]) // 3
+                return len(ann[field]) // 3
         raise ValueError(
             f"{source}: cannot tell the number of keypoints: category "
-            f"{category['id']!r} lists no 'keypoints' and no annotation has any"
+            f"{category['id']!r} lists no {field!r} and no annotation has any"
         )
 
     def _resolve_sigmas(
@@ -386,8 +474,10 @@ class COCOEvaluator:
                 evaluation.
 
         Raises:
-            ValueError: On wrong shapes, non-finite values, or image ids
-                that are not in the ground truth (all of them are named).
+            ValueError: On wrong shapes, non-finite values (the rows are
+                named, counted from the last `reset`, with their image
+                ids), or image ids that are not in the ground truth (all of
+                them are named).
         """
         k = self.num_keypoints
         kpts = np.asarray(keypoints, dtype=np.float64)
@@ -417,13 +507,13 @@ class COCOEvaluator:
                     f"areas must have shape ({n},) to match keypoints, got "
                     f"{area.shape}"
                 )
-            if not np.all(np.isfinite(area)) or np.any(area < 0):
-                raise ValueError("areas must be finite and non-negative")
-        for name, arr in (("keypoints", kpts), ("scores", score)):
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"{name} contains NaN or infinite values")
-
         id_list = [_normalise_image_id(v) for v in ids.tolist()]
+        checked = {"keypoints": kpts, "scores": score}
+        if areas is not None:
+            checked["areas"] = area
+        check_finite_predictions(id_list, checked, self.num_predictions)
+        if np.any(area < 0):
+            raise ValueError("areas must be non-negative")
         unknown = {v for v in id_list if v not in self._image_ids}
         if unknown:
             shown = sorted(unknown, key=repr)
@@ -493,11 +583,15 @@ class COCOEvaluator:
         """Evaluates everything accumulated so far.
 
         Returns:
-            `{name: float}` for each of `METRIC_NAMES`; -1.0 marks a metric
-            pycocotools cannot define (no ground truth in that area range).
-            With no predictions at all every value is 0.0 and a warning is
-            issued.
+            `{name: float}` for each of `METRIC_NAMES`, plus
+            `CROWD_METRIC_NAMES` for a CrowdPose-format file; -1.0 marks a
+            metric pycocotools cannot define (no ground truth in that area
+            range or crowd level). With no predictions at all every value
+            is 0.0 and a warning is issued.
         """
+        names = METRIC_NAMES
+        if self.crowd_splits is not None:
+            names = names + CROWD_METRIC_NAMES
         if self.num_predictions == 0:
             warnings.warn(
                 "COCOEvaluator.result() called without predictions; "
@@ -506,7 +600,7 @@ class COCOEvaluator:
                 stacklevel=2,
             )
             self.summary = ""
-            return {name: 0.0 for name in METRIC_NAMES}
+            return {name: 0.0 for name in names}
 
         results = self.coco_results()
         _, _, _, area = self._sorted_arrays()
@@ -517,15 +611,44 @@ class COCOEvaluator:
             for ann, a in zip(coco_dt.dataset["annotations"], area):
                 if not np.isnan(a):
                     ann["area"] = float(a)
-            coco_eval = COCOeval(self._coco_gt, coco_dt, self.iou_type)
-            coco_eval.params.kpt_oks_sigmas = self.sigmas
-            coco_eval.params.catIds = [self.category_id]
+            coco_eval = self._coco_eval(coco_dt)
             coco_eval.evaluate()
             coco_eval.accumulate()
             coco_eval.summarize()
+            metrics = {
+                name: float(v) for name, v in zip(METRIC_NAMES, coco_eval.stats)
+            }
+            for name, img_ids in (self.crowd_splits or {}).items():
+                metrics[name] = self._subset_ap(coco_dt, img_ids)
+        for name in CROWD_METRIC_NAMES:
+            if name in metrics:
+                log.write(
+                    f" {name:<9} (CrowdPose level) = {metrics[name]:.3f}\n"
+                )
         self.summary = log.getvalue()
         if self.verbose:
             print(self.summary, end="")
-        return {
-            name: float(v) for name, v in zip(METRIC_NAMES, coco_eval.stats)
-        }
+        return metrics
+
+    def _coco_eval(self, coco_dt: COCO) -> COCOeval:
+        coco_eval = COCOeval(self._coco_gt, coco_dt, self.iou_type)
+        coco_eval.params.kpt_oks_sigmas = self.sigmas
+        coco_eval.params.catIds = [self.category_id]
+        return coco_eval
+
+    def _subset_ap(self, coco_dt: COCO, img_ids: list) -> float:
+        """AP over some images only, -1.0 when there are none.
+
+        A separate evaluation restricted to `img_ids`: pycocotools'
+        `accumulate(p)` cannot take a subset of the evaluated images.
+        """
+        if not img_ids:
+            return -1.0
+        coco_eval = self._coco_eval(coco_dt)
+        coco_eval.params.imgIds = list(img_ids)
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        # (T, R, K, A, M): every threshold, area range "all", 20 per image.
+        precision = coco_eval.eval["precision"][:, :, :, 0, -1]
+        valid = precision[precision > -1]
+        return float(valid.mean()) if valid.size else -1.0

@@ -153,8 +153,11 @@ def oks_nms(
 
     Repeatedly keeps the highest-scoring remaining instance and drops every
     remaining instance whose OKS with it is above `threshold`. Equal scores
-    are visited in index order (lower index first), so ties are
-    deterministic.
+    are visited from the highest index down, the order the HRNet / mmpose
+    evaluation gets from an ascending sort read backwards. A stable sort
+    makes that order the same on every machine (numpy's default sort is
+    not stable: with its SIMD kernels even four tied scores can come out
+    in another order).
 
     Two deliberate points against the HRNet reference code:
     its OKS scale is the mean of the two instances' areas, which
@@ -194,8 +197,8 @@ def oks_nms(
     score = _float_array(scores, "scores", (n,))
     area = _float_array(areas, "areas", (n,))
 
-    # Stable sort on the negated scores: ties keep index order.
-    order = np.argsort(-score, kind="stable")
+    # Ascending and stable, then reversed: ties go highest index first.
+    order = np.argsort(score, kind="stable")[::-1]
     keep = []
     while order.size > 0:
         i = order[0]

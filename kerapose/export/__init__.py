@@ -1,13 +1,10 @@
-"""TFLite export, quantization and on-device verification (TensorFlow)."""
+"""TFLite export, quantization and on-device verification (TensorFlow).
 
-from kerapose.export.litert_runner import LiteRTModel as LiteRTModel
-from kerapose.export.tflite import UnsupportedOpsError as UnsupportedOpsError
-from kerapose.export.tflite import export_tflite as export_tflite
-from kerapose.export.verify import (
-    TFLiteVerificationError as TFLiteVerificationError,
-)
-from kerapose.export.verify import VerificationReport as VerificationReport
-from kerapose.export.verify import verify_tflite as verify_tflite
+The names below import TensorFlow on first access, so that the `kerapose`
+command can build its `export` parser without it.
+"""
+
+import importlib
 
 __all__ = [
     "LiteRTModel",
@@ -17,3 +14,25 @@ __all__ = [
     "export_tflite",
     "verify_tflite",
 ]
+
+# Public name -> the module defining it.
+_LAZY = {
+    "LiteRTModel": "kerapose.export.litert_runner",
+    "TFLiteVerificationError": "kerapose.export.verify",
+    "UnsupportedOpsError": "kerapose.export.tflite",
+    "VerificationReport": "kerapose.export.verify",
+    "export_tflite": "kerapose.export.tflite",
+    "verify_tflite": "kerapose.export.verify",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

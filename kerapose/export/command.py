@@ -1,8 +1,17 @@
-"""`kerapose export`: zoo model or .keras file -> verified .tflite file."""
+"""`kerapose export`: zoo model or .keras file -> verified .tflite file.
+
+Everything that can be refused (backend, names, paths, options) is checked
+before the model is built. A file that fails the check does not stay at
+`-o`: it is renamed `<name>.failed.tflite`, and the command says so.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+from kerapose.cli_support import check_model_name
+from kerapose.cli_support import check_output_path
 
 # Mean keypoint displacement (input pixels) the check allows by default:
 # float files match to rounding; int8 moves some peaks by a heatmap pixel.
@@ -13,6 +22,8 @@ def load_for_export(name, weights=None, input_size=None):
     """A zoo name / preset directory, or a saved `.keras` model."""
     if str(name).endswith(".keras"):
         import keras
+
+        import kerapose.models  # noqa: F401  (registers kerapose's classes)
 
         if not Path(name).is_file():
             raise FileNotFoundError(f"No model file at {name}")
@@ -32,75 +43,194 @@ def coco_crops(ann_file, image_dir, codec):
     )
 
 
+def failed_path(path: Path) -> Path:
+    """`m.tflite` -> `m.failed.tflite`: where a file that failed goes."""
+    return path.with_name(path.name[: -len(".tflite")] + ".failed.tflite")
+
+
+def check_export_args(args) -> Path:
+    """Refuses what would fail, before anything slow; returns the output."""
+    from kerapose.export.backend import check_tensorflow_backend
+
+    check_tensorflow_backend()
+    output = check_output_path(args.output, (".tflite",), "-o")
+    name = str(args.name)
+    if name.endswith(".keras"):
+        if not Path(name).is_file():
+            raise FileNotFoundError(f"No model file at {name}")
+        if args.weights or args.input_size:
+            raise ValueError(
+                "--weights and --input-size apply to zoo names; a .keras "
+                "file holds its weights and input size."
+            )
+    else:
+        check_model_name(name)
+    if args.data:
+        ann_file, image_dir = map(Path, args.data)
+        if not ann_file.is_file():
+            raise FileNotFoundError(f"--data: no annotation file {ann_file}")
+        if not image_dir.is_dir():
+            raise FileNotFoundError(f"--data: no image folder {image_dir}")
+    if args.quantization == "int8" and not (
+        args.data or args.synthetic_calibration
+    ):
+        raise ValueError(
+            "-q int8 measures every activation's range on calibration "
+            "images: pass --data ANN_JSON IMAGE_DIR (person crops like the "
+            "ones the model will see), or --synthetic-calibration to "
+            "calibrate on synthetic scenes (expect lower accuracy)."
+        )
+    if not args.no_verify:
+        try:
+            import ai_edge_litert.interpreter  # noqa: F401
+        except ImportError as e:
+            raise RuntimeError(
+                "Checking the file needs the LiteRT interpreter: `pip install "
+                "'kerapose[litert]'` (ai-edge-litert), or pass --no-verify."
+            ) from e
+    return output
+
+
 def run_export(args) -> int:
+    output = check_export_args(args)
     from kerapose.export.tflite import export_tflite
     from kerapose.export.verify import verify_tflite
 
     quantization = None if args.quantization == "float32" else args.quantization
+    if quantization == "int8" and not args.data:
+        print(
+            "WARNING: calibrating int8 on synthetic crops "
+            "(--synthetic-calibration); ranges measured on real person "
+            "crops (--data) give a more accurate file.",
+            file=sys.stderr,
+        )
     model = load_for_export(args.name, args.weights, args.input_size)
     data = None
     if args.data:
         ann_file, image_dir = args.data
         data = coco_crops(ann_file, image_dir, model.codec)
+    calibrate = ""
+    if quantization == "int8":
+        calibrate = f", calibrating on up to {args.num_calibration} images"
+    print(f"Converting to TFLite{calibrate}")
     path = export_tflite(
         model,
-        args.output,
+        output,
         quantization=quantization,
         representative_data=data if quantization == "int8" else None,
         num_calibration_samples=args.num_calibration,
         include_decode=args.include_decode,
+        progress=not args.quiet,
     )
-    print(f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    size = f"{path.stat().st_size / 1e6:.2f} MB"
     if args.no_verify:
+        print(f"Wrote {path} ({size}; not checked: --no-verify)")
         return 0
+    print(f"Exported {size}; checking it in LiteRT")
     threshold = args.max_keypoint_px
     if threshold is None:
         threshold = DEFAULT_MAX_KEYPOINT_PX[quantization]
-    report = verify_tflite(
-        path,
-        model,
-        images=data,
-        num_images=args.num_verify,
-        max_mean_keypoint_px=threshold,
-        max_heatmap_diff=args.max_heatmap_diff,
-        score_threshold=args.score_threshold,
-        raise_on_failure=False,
-    )
+    try:
+        report = verify_tflite(
+            path,
+            model,
+            images=data,
+            num_images=args.num_verify,
+            max_mean_keypoint_px=threshold,
+            max_heatmap_diff=args.max_heatmap_diff,
+            score_threshold=args.score_threshold,
+            raise_on_failure=False,
+            progress=not args.quiet,
+        )
+    except Exception:
+        print(f"Moved the unchecked file to {_set_aside(path)}.")
+        raise
     print(report)
     if report.num_keypoints == 0:
         print(
             f"  (no keypoint scored above {args.score_threshold}: is the "
             "model trained? Only the heatmaps were compared.)"
         )
-    return 0 if report.passed else 1
+    if not report.passed:
+        print(
+            f"The file failed the check: moved it to {_set_aside(path)} "
+            f"(nothing is left at {path})."
+        )
+        return 1
+    print(f"Wrote {path} ({size})")
+    return 0
+
+
+def _set_aside(path):
+    return path.replace(failed_path(path))
 
 
 def add_export_parser(sub):
-    p = sub.add_parser("export", help="export to TFLite and check it in LiteRT")
+    p = sub.add_parser(
+        "export",
+        help="export to TFLite and check it in LiteRT",
+        description="Export to a .tflite file and check it against the "
+        "Keras model in LiteRT. Exit status 1 when the check fails: the "
+        "file is then renamed NAME.failed.tflite and nothing is left at "
+        "-o. Needs KERAS_BACKEND=tensorflow.",
+    )
     p.add_argument("name", help="zoo name, preset directory or .keras file")
-    p.add_argument("-o", "--output", required=True, help="*.tflite")
-    p.add_argument("--weights", default=None)
+    p.add_argument(
+        "-o", "--output", required=True, help="*.tflite; its folder is created"
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="for a zoo name: 'default' or a tag, a kerapose or Keras "
+        ".weights.h5 (e.g. best.weights.h5 of examples/train_top_down.py), "
+        "an official checkpoint or a URL; default: random weights",
+    )
     p.add_argument(
         "--quantization",
         "-q",
         choices=["float32", "fp16", "dynamic", "int8"],
         default="float32",
+        help="float32 (default), fp16 weights, dynamic (int8 weights) or "
+        "int8 (full integer; needs --data or --synthetic-calibration)",
     )
     p.add_argument(
         "--data",
         nargs=2,
         metavar=("ANN_JSON", "IMAGE_DIR"),
         help="COCO-format set whose person crops calibrate int8 and are "
-        "used for the check (default: synthetic crops)",
+        "used for the check (default for the check: synthetic crops)",
     )
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
+    p.add_argument(
+        "--synthetic-calibration",
+        action="store_true",
+        help="let -q int8 calibrate on synthetic crops when there is no "
+        "--data (less accurate)",
+    )
+    p.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="input size of the exported graph, for a zoo name; default: "
+        "the tag's",
+    )
     p.add_argument(
         "--include-decode",
         action="store_true",
         help="decode keypoints in the graph: output (1, K, 3) x, y, score",
     )
-    p.add_argument("--num-calibration", type=int, default=64)
-    p.add_argument("--num-verify", type=int, default=16)
+    p.add_argument(
+        "--num-calibration",
+        type=int,
+        default=64,
+        help="int8 calibration images; default 64",
+    )
+    p.add_argument(
+        "--num-verify",
+        type=int,
+        default=16,
+        help="images the check compares; default 16",
+    )
     p.add_argument(
         "--max-keypoint-px",
         type=float,
@@ -108,12 +238,22 @@ def add_export_parser(sub):
         help="fail when the mean keypoint displacement vs Keras is larger "
         "(input pixels; default 0.5 float, 2.0 dynamic/int8)",
     )
-    p.add_argument("--max-heatmap-diff", type=float, default=None)
+    p.add_argument(
+        "--max-heatmap-diff",
+        type=float,
+        default=None,
+        help="fail when the largest heatmap difference vs Keras is larger; "
+        "default: not checked",
+    )
     p.add_argument(
         "--score-threshold",
         type=float,
         default=0.2,
         help="compare keypoints the Keras model scores above this",
     )
-    p.add_argument("--no-verify", action="store_true")
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="write the file without the LiteRT check",
+    )
     return p

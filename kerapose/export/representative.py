@@ -28,8 +28,9 @@ def calibration_images(
         num_samples: int. Most images to take.
 
     Raises:
-        ValueError: the images do not have shape `input_shape`, or there
-            are none.
+        ValueError: the images do not have shape `input_shape`, are not
+            float (raw uint8 pixels are refused, as the models refuse
+            them), or there are none.
     """
     input_shape = tuple(int(s) for s in input_shape)
     if data is None:
@@ -37,7 +38,7 @@ def calibration_images(
     elif isinstance(data, tf.data.Dataset):
         images = _from_dataset(data, num_samples)
     else:
-        images = np.asarray(data, np.float32)
+        images = _float_images(np.asarray(data))
         if images.ndim == len(input_shape):
             images = images[None]
     if images.ndim != 4 or tuple(images.shape[1:]) != input_shape:
@@ -52,13 +53,26 @@ def calibration_images(
     return images[:num_samples]
 
 
+def _float_images(images):
+    """float32 images; integer pixels are an error, not a silent cast."""
+    if images.dtype.kind != "f":
+        raise ValueError(
+            "The representative data must be float crops normalised like "
+            "the training data (ImageNet mean and std), as the models take. "
+            f"Received dtype {images.dtype}. Use `build_top_down_dataset("
+            "..., training=False)` or `kerapose.data.transforms."
+            "normalize_image`."
+        )
+    return images.astype(np.float32)
+
+
 def _from_dataset(dataset, num_samples):
     taken, count = [], 0
     for element in dataset:
         x = element[0] if isinstance(element, (tuple, list)) else element
         if isinstance(x, dict):
             x = x.get("images", next(iter(x.values())))
-        x = np.asarray(x, np.float32)
+        x = _float_images(np.asarray(x))
         if x.ndim == 3:
             x = x[None]
         taken.append(x)

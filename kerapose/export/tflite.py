@@ -15,6 +15,7 @@ from tensorflow.python.framework.convert_to_constants import (
 )
 
 from kerapose.api_export import kerapose_export
+from kerapose.export.backend import check_tensorflow_backend
 from kerapose.export.decode_graph import decode_in_graph
 from kerapose.export.flatbuffer_ops import non_builtin_operators
 from kerapose.export.representative import calibration_images
@@ -24,19 +25,6 @@ QUANTIZATIONS = (None, "fp16", "dynamic", "int8")
 
 class UnsupportedOpsError(ValueError):
     """The model needs operators that are not TFLite builtins."""
-
-
-def check_tensorflow_backend(what="TFLite export"):
-    """Raises a RuntimeError that says how to export from JAX or torch."""
-    backend = keras.backend.backend()
-    if backend != "tensorflow":
-        raise RuntimeError(
-            f"{what} needs the TensorFlow backend; this process runs "
-            f"KERAS_BACKEND={backend}. Save the model with "
-            "`model.save('model.keras')` (training on any backend is fine), "
-            "then in a new process with KERAS_BACKEND=tensorflow: "
-            "`model = keras.models.load_model('model.keras')` and export it."
-        )
 
 
 def static_input_shape(model, input_shape=None) -> tuple:
@@ -97,7 +85,7 @@ def _converter(fn, shape):
     )
 
 
-def _configure(converter, quantization, calibration):
+def _configure(converter, quantization, calibration, progress=False):
     builtins = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -106,8 +94,14 @@ def _configure(converter, quantization, calibration):
     if quantization == "int8":
 
         def representative():
-            for image in calibration:
+            # The converter runs the model on each image as it is yielded.
+            bar = None
+            if progress:
+                bar = keras.utils.Progbar(len(calibration), unit_name="image")
+            for i, image in enumerate(calibration):
                 yield [image[None]]
+                if bar is not None:
+                    bar.update(i + 1)
 
         converter.representative_dataset = representative
         # Int8 everywhere it can be; the decode's integer index arithmetic
@@ -125,6 +119,7 @@ def export_tflite(
     num_calibration_samples: int = 64,
     include_decode: bool = False,
     input_shape: tuple | None = None,
+    progress: bool = False,
 ) -> Path:
     """Writes a batch-1 TFLite model of only builtin (mobile) operators.
 
@@ -151,6 +146,8 @@ def export_tflite(
             Defaults to `False`.
         input_shape: `(H, W, 3)`. Needed only when the model's input shape
             is dynamic and it has no codec.
+        progress: bool. Show a progress bar over the int8 calibration
+            images. Defaults to `False`.
 
     Returns:
         The `Path` of the written file.
@@ -158,7 +155,7 @@ def export_tflite(
     Raises:
         RuntimeError: the Keras backend is not TensorFlow.
         ValueError: unknown `quantization`, unbuilt model, or calibration
-            images of the wrong shape.
+            images of the wrong shape or dtype.
         UnsupportedOpsError: the graph needs non-builtin (Flex / custom)
             operators; the message names them.
     """
@@ -180,7 +177,7 @@ def export_tflite(
             f"Received quantization={quantization!r}."
         )
     converter = _converter(_inference_graph(model, include_decode), shape)
-    _configure(converter, quantization, calibration)
+    _configure(converter, quantization, calibration, progress)
     try:
         content = converter.convert()
     except Exception as e:  # the converter raises ConverterError and others

@@ -94,6 +94,19 @@ def _decoder(model, input_size):
     return decode
 
 
+def _run(runner, crops, progress):
+    """The file's outputs on `crops`, one image at a time."""
+    bar = (
+        keras.utils.Progbar(len(crops), unit_name="image") if progress else None
+    )
+    outputs = []
+    for i, crop in enumerate(crops):
+        outputs.append(runner.run_one(crop[None]))
+        if bar is not None:
+            bar.update(i + 1)
+    return np.concatenate(outputs)
+
+
 @kerapose_export("kerapose.export.verify_tflite")
 def verify_tflite(
     path: str | os.PathLike,
@@ -105,6 +118,7 @@ def verify_tflite(
     score_threshold: float = 0.0,
     raise_on_failure: bool = True,
     num_threads: int = 1,
+    progress: bool = False,
 ) -> VerificationReport:
     """Runs `path` in LiteRT and compares it with `model` on `images`.
 
@@ -129,6 +143,8 @@ def verify_tflite(
         raise_on_failure: bool. Raise rather than return a failed report.
             Defaults to `True`.
         num_threads: int. Interpreter threads. Defaults to `1`.
+        progress: bool. Show a progress bar over the LiteRT runs. Defaults
+            to `False`.
 
     Raises:
         FileNotFoundError, ValueError: missing or corrupt `.tflite` file.
@@ -149,7 +165,7 @@ def verify_tflite(
     keras_maps = keras.ops.convert_to_numpy(keras_maps)
     decode = _decoder(model, shape[:2])
     expected = decode(keras_maps)
-    out = runner(crops)
+    out = _run(runner, crops, progress)
     max_diff = mean_diff = None
     if out.ndim == 4:
         if out.shape != keras_maps.shape:

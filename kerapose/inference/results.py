@@ -8,6 +8,14 @@ import numpy as np
 from kerapose.inference.draw import draw_poses
 
 
+def _number(value, digits=None):
+    """A JSON float; adding 0.0 turns -0.0 (e.g. -0.0001 rounded) into 0.0."""
+    value = float(value)
+    if digits is not None:
+        value = round(value, digits)
+    return value + 0.0
+
+
 @dataclasses.dataclass
 class PoseResult:
     """The people found in one image.
@@ -61,8 +69,8 @@ class PoseResult:
                 {
                     "image_id": image_id,
                     "category_id": category_id,
-                    "keypoints": [round(float(v), 3) for v in flat.ravel()],
-                    "score": float(score),
+                    "keypoints": [_number(v, 3) for v in flat.ravel()],
+                    "score": _number(score),
                 }
             )
         return out

@@ -14,6 +14,7 @@ from kerapose.data.transforms import IMAGENET_MEAN as _MEAN
 from kerapose.data.transforms import IMAGENET_STD as _STD
 from kerapose.inference.affine import apply_matrix
 from kerapose.inference.affine import crop_matrix
+from kerapose.inference.boxes import validate_boxes
 from kerapose.inference.image_io import read_image
 from kerapose.inference.results import PoseResult
 
@@ -76,6 +77,18 @@ def keypoints_to_image(keypoints, centers, scales, input_size):
     ).astype(np.float32)
 
 
+def _check_box_scores(box_scores, num_boxes):
+    if box_scores is None:
+        return np.ones(num_boxes, np.float32)
+    scores = np.asarray(box_scores, np.float32).reshape(-1)
+    if len(scores) != num_boxes or not np.all(np.isfinite(scores)):
+        raise ValueError(
+            f"`box_scores` must be {num_boxes} finite numbers, one per box. "
+            f"Received: {box_scores!r:.200}"
+        )
+    return scores
+
+
 def predict_image(
     model,
     image,
@@ -88,9 +101,11 @@ def predict_image(
 
     Args:
         model: `kerapose.models.TopDownPoseEstimator`.
-        image: path or (H, W, 3) RGB array.
-        boxes: (N, 4) person boxes `(x, y, w, h)`. Defaults to the whole
-            image as one person.
+        image: path or (H, W, 3) RGB array (see `read_image`: float
+            arrays with a maximum of at most 1 are read as 0-1).
+        boxes: (N, 4) person boxes `(x, y, w, h)` in pixels. Defaults to
+            the whole image as one person. Boxes partly outside the image
+            are clipped to it (`validate_boxes`).
         box_scores: (N,) detector scores. Defaults to 1.
         flip_test: bool. Average with the mirrored image. Defaults to
             `False`.
@@ -99,14 +114,18 @@ def predict_image(
 
     Returns:
         `PoseResult` with keypoints in image pixels.
+
+    Raises:
+        ValueError: a box with a NaN, a non-positive size or no overlap
+            with the image (the message names it), or `box_scores` of
+            another length than `boxes`.
     """
     image = read_image(image)
     height, width = image.shape[:2]
     if boxes is None:
         boxes = np.array([[0, 0, width, height]], np.float32)
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    if box_scores is None:
-        box_scores = np.ones(len(boxes), np.float32)
+    boxes = validate_boxes(boxes, (height, width))
+    box_scores = _check_box_scores(box_scores, len(boxes))
     if spec is None:
         spec = spec_for_num_keypoints(model.num_keypoints)
     input_size = tuple(model.input_shape[1:3])

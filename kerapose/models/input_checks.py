@@ -10,7 +10,7 @@ import keras
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
-def check_image_batch(images, owner, channels=3, divisor=1):
+def check_image_batch(images, owner, channels=3, divisor=1, size=None):
     """Raises a clear error if `images` is not a float (B, H, W, C) batch.
 
     Args:
@@ -18,6 +18,8 @@ def check_image_batch(images, owner, channels=3, divisor=1):
         owner: str. Model name used in messages.
         channels: int. Expected channel count. Defaults to `3`.
         divisor: int. H and W must be multiples of it (when known).
+        size: `(H, W)` the model was built for, `None` entries (or `None`)
+            for any size. Defaults to `None`.
     """
     if isinstance(images, dict):
         if "images" not in images:
@@ -55,6 +57,8 @@ def check_image_batch(images, owner, channels=3, divisor=1):
             "`kerapose.data.normalize_image(image)` or the predict_image() "
             "helper, which do this for you."
         )
+    if size is not None:
+        _check_size(shape, tuple(size), owner, channels)
     for axis, name in ((1, "height"), (2, "width")):
         size = shape[axis]
         if size is not None and divisor > 1 and size % divisor:
@@ -62,4 +66,19 @@ def check_image_batch(images, owner, channels=3, divisor=1):
                 f"{owner} needs the image {name} to be a multiple of "
                 f"{divisor}; received shape {shape}. Resize or pad the "
                 "input (e.g. 256x192 or 384x288)."
+            )
+
+
+def _check_size(shape, size, owner, channels):
+    # Functional models have a fixed input size; another size fails deep
+    # in the graph (a reshape in the decoder) or, on JAX, inside predict.
+    for got, want in zip(shape[1:3], size):
+        if got is not None and want is not None and got != want:
+            h, w = size
+            raise ValueError(
+                f"{owner} was built for {h}x{w} (H x W) inputs: expected "
+                f"shape (B, {h}, {w}, {channels}), received {shape}. Crop "
+                f"and resize to {h}x{w} (`kerapose.inference.predict_image` "
+                "does it from person boxes), or build the model for this "
+                "size: `kerapose.zoo.load(name, input_shape=(H, W, 3))`."
             )

@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 
 from kerapose.api_export import kerapose_export
@@ -15,17 +17,67 @@ class PoseEstimator(keras.Model):
     Subclasses set `self.backbone` and `head_prefixes` (variable-path
     prefixes of the layers that depend on the keypoint count, so weights
     can be loaded without them when `num_keypoints` changes).
+
+    Args:
+        sync_batchnorm: bool. Under a `tf.distribute` strategy with several
+            replicas, BatchNorm normalises with the moments of the global
+            batch (all-reduced) instead of each replica's share, and every
+            replica keeps the same moving statistics. TensorFlow backend
+            only; saved in the config. Defaults to `False`.
     """
 
     head_prefixes = ()
 
-    def __call__(self, inputs, *args, **kwargs):
+    def __init__(self, *args, sync_batchnorm=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sync_batchnorm = sync_batchnorm
+
+    @property
+    def sync_batchnorm(self):
+        """Whether BatchNorm all-reduces its moments across replicas."""
+        return self._sync_batchnorm
+
+    @sync_batchnorm.setter
+    def sync_batchnorm(self, value):
+        if not isinstance(value, (bool, int)) or value not in (0, 1):
+            raise ValueError(
+                f"`sync_batchnorm` must be True or False, got {value!r}."
+            )
+        value = bool(value)
+        self._sync_batchnorm = value
+        if keras.backend.backend() != "tensorflow":
+            if value:
+                # Kept in the config, so that a model saved on TensorFlow
+                # loads anywhere; it has nothing to do here.
+                warnings.warn(
+                    "sync_batchnorm=True has no effect on the "
+                    f"{keras.backend.backend()} backend: it is for "
+                    "tf.distribute. keras.distribution.DataParallel on JAX "
+                    "already normalises over the global batch."
+                )
+            return
+        for layer in self._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = value
+
+    def _check_inputs(self, inputs):
         check_image_batch(
             inputs,
             type(self).__name__,
             divisor=getattr(self.backbone, "input_divisor", 1),
+            size=self.input_shape[1:3],
         )
+
+    def __call__(self, inputs, *args, **kwargs):
+        self._check_inputs(inputs)
         return super().__call__(inputs, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        # Arrays are checked before Keras' predict loop: on JAX, an error
+        # inside it leaves the model's variables unusable.
+        if isinstance(x, dict) or hasattr(x, "shape"):
+            self._check_inputs(x)
+        return super().predict(x, *args, **kwargs)
 
     def default_optimizer(self):
         return keras.optimizers.Adam(1e-3)
@@ -57,4 +109,8 @@ class PoseEstimator(keras.Model):
 
     def get_config(self):
         # Not chained to the functional config: the kwargs are the config.
-        return {"name": self.name, "trainable": self.trainable}
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "sync_batchnorm": self.sync_batchnorm,
+        }

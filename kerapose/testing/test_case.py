@@ -140,7 +140,14 @@ class TestCase(parameterized.TestCase):
     def run_estimator_test(
         self, model, input_data, train_targets, sample_weight
     ):
-        """fit one step, finite gradients, predict decodes, compile needed."""
+        """fit one step, finite gradients, predict decodes, compile needed.
+
+        On TensorFlow the step runs eagerly: what it proves (every
+        variable gets a gradient, nothing becomes NaN) does not depend on
+        tracing, and tracing Adam's update of a tiny model takes a minute
+        on a 2-core CPU. Each family proves its traced fit once, on the
+        data pipeline. (Eager JAX is slower than its compiled step.)
+        """
         import kerapose.zoo as zoo  # noqa: F401
 
         uncompiled = keras.saving.deserialize_keras_object(
@@ -149,7 +156,7 @@ class TestCase(parameterized.TestCase):
         with self.assertRaisesRegex(ValueError, "compile"):
             uncompiled.fit(input_data, train_targets, verbose=0)
 
-        model.compile()
+        model.compile(run_eagerly=keras.backend.backend() == "tensorflow")
         before = [to_numpy(v).copy() for v in model.trainable_weights]
         history = model.fit(
             input_data,
@@ -165,8 +172,11 @@ class TestCase(parameterized.TestCase):
             for b, v in zip(before, model.trainable_weights)
         ]
         # Every trainable variable received a gradient and moved.
+        dead = _biases_before_batch_norm(model)
         unchanged = [
-            v.path for v, c in zip(model.trainable_weights, changed) if not c
+            v.path
+            for v, c in zip(model.trainable_weights, changed)
+            if not c and v.path not in dead
         ]
         self.assertEqual(unchanged, [], "variables without gradient")
         for v in model.weights:
@@ -191,3 +201,20 @@ class TestCase(parameterized.TestCase):
             revived(input_data, training=False), expected, atol=atol
         )
         return revived
+
+
+def _biases_before_batch_norm(model):
+    """Paths of conv biases that a training-mode BatchNorm cancels.
+
+    Their gradient is zero in exact arithmetic (BN subtracts the batch
+    mean), so whether Adam moves them depends on round-off: on the CPU's
+    kernels and on eager versus traced execution. They are not checked.
+    """
+    from kerapose.layers import ConvBNAct
+
+    biases = [
+        getattr(layer.conv, "bias", None)
+        for layer in model._flatten_layers()
+        if isinstance(layer, ConvBNAct) and layer.use_bias
+    ]
+    return {b.path for b in biases if b is not None}

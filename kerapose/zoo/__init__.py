@@ -1,14 +1,16 @@
-"""The kerapose model zoo: `load`, `list_models`, `describe`."""
+"""The kerapose model zoo: `load`, `list_models`, `describe`.
 
-import kerapose.models  # noqa: F401  (registers the presets)
-from kerapose.zoo.api import describe as describe
-from kerapose.zoo.api import list_models as list_models
-from kerapose.zoo.api import load as load
-from kerapose.zoo.api import save_preset as save_preset
+`list_models`, `describe` and `kerapose_home` read the registry's data and
+import no Keras; the rest (building and saving models) imports Keras and
+the model families on first access.
+"""
+
+import importlib
+
+from kerapose.zoo.catalog import describe as describe
+from kerapose.zoo.catalog import list_models as list_models
 from kerapose.zoo.download import download as download
 from kerapose.zoo.download import kerapose_home as kerapose_home
-from kerapose.zoo.weights_io import load_weights as load_weights
-from kerapose.zoo.weights_io import save_weights as save_weights
 
 __all__ = [
     "describe",
@@ -20,3 +22,23 @@ __all__ = [
     "save_preset",
     "save_weights",
 ]
+
+# Public names that need Keras -> the module defining them.
+_LAZY = {
+    "load": "kerapose.zoo.api",
+    "save_preset": "kerapose.zoo.api",
+    "load_weights": "kerapose.zoo.weights_io",
+    "save_weights": "kerapose.zoo.weights_io",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,53 +1,24 @@
 """User-facing zoo API: load, list_models, describe, save_preset."""
 
 import copy
-import fnmatch
+import importlib
 import json
 import logging
-import re
 from pathlib import Path
 
 import keras
 
-from kerapose.zoo import download as _download
+import kerapose.models  # noqa: F401  (registers the classes and presets)
 from kerapose.zoo import registry
 from kerapose.zoo import weights_io
+from kerapose.zoo.catalog import describe as describe
+from kerapose.zoo.catalog import list_models as list_models
 
+# The module: the package's `download` attribute is the function.
+_download = importlib.import_module("kerapose.zoo.download")
 logger = logging.getLogger("kerapose")
 
 _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".npz", ".safetensors")
-
-
-def _natural_key(name):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
-
-
-def list_models(pattern: str = "*", pretrained: bool = False) -> list:
-    """Zoo names matching a shell-style `pattern`, naturally sorted.
-
-    Args:
-        pattern: str. e.g. `"hrnet_*"`. Defaults to `"*"`.
-        pretrained: bool. If `True`, list `"arch.tag"` names that have
-            weights registered instead of architectures.
-    """
-    names = []
-    for arch, preset in registry.PRESETS.items():
-        if pretrained:
-            names += [f"{arch}.{t}" for t in preset.get("tags", {})]
-        else:
-            names.append(arch)
-    return sorted(fnmatch.filter(names, pattern), key=_natural_key)
-
-
-def describe(name: str) -> dict:
-    """Metadata of a zoo entry: family, paper, tags, metrics, checkpoints."""
-    arch, tag, preset = registry.resolve(name)
-    info = {"name": arch, **preset["metadata"]}
-    tags = preset.get("tags", {})
-    info["tags"] = {t: tags[t] for t in ([tag] if tag else tags)}
-    info["default_tag"] = registry.default_tag(preset)
-    info["config"] = preset["config"]
-    return info
 
 
 def _set_input_shape(config, image_shape):
@@ -121,20 +92,37 @@ def _resolve_weights(arch, tag, preset, weights, sha256):
     return path
 
 
-def _load_into(model, path, preset_keypoints):
-    skip = ()
-    if getattr(model, "num_keypoints", preset_keypoints) != preset_keypoints:
-        skip = model.head_prefixes
+def _load_file(model, path, skip):
     if Path(path).suffix in _CHECKPOINT_SUFFIXES:
-        report = _convert_cached(model, path, skip)
-    else:
-        report = weights_io.load_weights(model, path, skip_prefixes=skip)
-    if skip:
-        logger.warning(
-            "Loaded the backbone only; the head was rebuilt for %d keypoints "
-            "and starts from random weights.",
-            model.num_keypoints,
-        )
+        return _convert_cached(model, path, skip)
+    # kerapose files, and Keras `model.save_weights()` files such as
+    # examples/train_top_down.py's best / last.weights.h5.
+    return weights_io.load_weights(model, path, skip_prefixes=skip)
+
+
+def _load_into(model, path, preset_keypoints):
+    """Loads all of `path`; without the head only if its size differs.
+
+    A strict load assigns nothing when it fails, so it can be retried.
+    """
+    from kerapose.convert.core import CheckpointMismatchError
+
+    try:
+        return _load_file(model, path, ())
+    except (CheckpointMismatchError, weights_io.KerasWeightsMismatchError):
+        # Dropping the head is for a keypoint count other than the
+        # preset's; otherwise the file is of another model.
+        if getattr(model, "num_keypoints", preset_keypoints) == (
+            preset_keypoints
+        ):
+            raise
+    report = _load_file(model, path, model.head_prefixes)
+    logger.warning(
+        "Loaded the backbone only: the weights file has another keypoint "
+        "count, so the head was rebuilt for %d keypoints and starts from "
+        "random weights.",
+        model.num_keypoints,
+    )
     return report
 
 
@@ -155,10 +143,15 @@ def load(
             a directory written by `save_preset()`.
         weights: `None` (random init, the default), `"default"` (the tag's
             weights from `$KERAPOSE_HOME/weights`), a tag, a kerapose
-            `.weights.h5` file, an official checkpoint (`.pth`, `.npz`,
-            `.safetensors`; converted on the fly), or a URL (with `sha256`).
-        num_keypoints: int. If it differs from the preset, a new head is
-            built and only the backbone weights are loaded.
+            `.weights.h5` file, a Keras `model.save_weights()` file (e.g.
+            the `best` / `last.weights.h5` of examples/train_top_down.py;
+            build the model as it was trained), an official checkpoint
+            (`.pth`, `.npz`, `.safetensors`; converted on the fly), or a
+            URL (with `sha256`).
+        num_keypoints: int. Builds a head for this many keypoints. The
+            weights' head loads when it has this size; when it has another
+            (and this differs from the preset's count), only the backbone
+            weights load, with a warning.
         input_shape: tuple `(H, W, 3)`. Overrides the tag's input size.
         dtype: dtype policy for the model's layers.
         compile: bool. Compile with the family's defaults. Defaults to

@@ -2,9 +2,12 @@
 
 Keyed by `variable.path` (the stable layer names), so loading can say
 exactly which weights are missing, unexpected or of another shape, and can
-leave out the head when the keypoint count changes.
+leave out the head when the keypoint count changes. Keras
+`model.save_weights()` files (e.g. the checkpoints of
+`examples/train_top_down.py`) load too, through Keras.
 """
 
+import warnings
 from pathlib import Path
 
 import h5py
@@ -34,6 +37,15 @@ def save_weights(model, path) -> Path:
                 raise ValueError(f"Two variables share the path '{v.path}'.")
             group.create_dataset(v.path, data=keras.ops.convert_to_numpy(v))
     return path
+
+
+def is_keras_weights_file(path) -> bool:
+    """A Keras `model.save_weights()` file (not a kerapose one)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") != FORMAT and "layers" in f
+    except OSError:
+        return False
 
 
 def read_weights(path) -> dict:
@@ -66,26 +78,96 @@ def read_weights(path) -> dict:
         ) from e
 
 
+class KerasWeightsMismatchError(ValueError):
+    """A Keras `model.save_weights()` file does not fit the model."""
+
+
+def _layers_under(model, prefixes):
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if layer.weights
+        and all(v.path.startswith(prefixes) for v in layer.weights)
+    ]
+
+
+def read_keras_weights(model, path, skip_prefixes=()) -> dict:
+    """Loads a Keras `model.save_weights()` file into `model`, or nothing.
+
+    Keras keys these files by layer class and order rather than by layer
+    name, so Keras loads them; on failure every variable is set back.
+
+    Args:
+        model: the kerapose model the file is meant for.
+        path: `.weights.h5` file.
+        skip_prefixes: variable-path prefixes not to load (e.g. a head of
+            another keypoint count).
+
+    Returns:
+        {variable path: array} of the loaded variables.
+
+    Raises:
+        KerasWeightsMismatchError: the file does not fit `model`.
+    """
+    skip_prefixes = tuple(skip_prefixes)
+    skip = _layers_under(model, skip_prefixes) if skip_prefixes else None
+    before = [keras.ops.convert_to_numpy(v) for v in model.weights]
+    try:
+        with warnings.catch_warnings():
+            # Keras warns per missing group before it raises; the error
+            # below says it once.
+            warnings.filterwarnings("ignore", "Skipping nested container")
+            model.load_weights(str(path), objects_to_skip=skip)
+    except ValueError as e:
+        for variable, value in zip(model.weights, before):
+            variable.assign(value)
+        detail = str(e).split("Target variable:")[0].strip()
+        raise KerasWeightsMismatchError(
+            f"{path} is a Keras weights file (`model.save_weights()`, as "
+            "the best/last.weights.h5 of examples/train_top_down.py) that "
+            f"does not fit this {type(model).__name__}: {detail[:600]}\n"
+            "Build the model as it was trained: the same zoo name, "
+            "`num_keypoints` and input size (`kerapose.zoo.load(name, "
+            "num_keypoints=K, input_shape=(H, W, 3))`; on the command line "
+            "`--num-keypoints` and `--input-size`)."
+        ) from None
+    return {
+        v.path: keras.ops.convert_to_numpy(v)
+        for v in model.weights
+        if not v.path.startswith(skip_prefixes)
+    }
+
+
 def load_weights(model, path, *, skip_prefixes=(), strict=True):
-    """Loads a kerapose weight file into `model`, checking every variable.
+    """Loads a weight file into `model`, checking every variable.
 
     Args:
         model: Keras model.
-        path: `.weights.h5` written by `save_weights`.
+        path: `.weights.h5` written by `save_weights`, or by Keras
+            `model.save_weights()` for a model of the same config.
         skip_prefixes: variable-path prefixes not to load (e.g. the head when
             the keypoint count differs); they are reported as skipped.
         strict: bool. If `True` (default), any missing, unexpected or
-            mismatched weight raises and nothing is loaded.
+            mismatched weight raises and nothing is loaded. Keras files
+            are always read strictly.
 
     Returns:
         `kerapose.convert.ConversionReport`.
+
+    Raises:
+        CheckpointMismatchError: a kerapose file that does not fit.
+        KerasWeightsMismatchError: a Keras file that does not fit.
     """
     from kerapose.convert.core import apply_state_dict
     from kerapose.convert.core import identity
 
+    if Path(path).is_file() and is_keras_weights_file(path):
+        arrays = read_keras_weights(model, path, skip_prefixes)
+    else:
+        arrays = read_weights(path)
     return apply_state_dict(
         model,
-        read_weights(path),
+        arrays,
         lambda p: (p, identity),
         strict=strict,
         skip_prefixes=skip_prefixes,

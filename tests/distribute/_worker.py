@@ -9,8 +9,9 @@ One process per scenario: the device layout (logical CPUs, the XLA host
 device count, TF_CONFIG) is fixed when the framework starts. The caller
 sets KERAS_BACKEND.
 
-TF cases: sync_bn, frozen_bn (the defaults) and per_replica_bn (plain BN,
-the shipped model: measured for the docs, not tested).
+TF cases: sync_bn, frozen_bn, broken_frozen_bn (the defaults) and
+per_replica_bn (plain BN, the shipped model: measured for the docs, not
+tested). Everything runs in float64 unless --float32 is given.
 """
 
 import hashlib
@@ -31,20 +32,32 @@ STEPS = 3  # one fit epoch per step, so History holds per-step losses
 # near-zero gradients into full learning-rate steps. At 0.1 the frozen-BN
 # model diverges.
 LEARNING_RATE = 0.01
+# The distributed learning rate of a `broken_*` case: with SGD, a factor
+# 1 + e is a gradient reduction wrong by e (2.0 would be a sum instead of
+# a mean over 2 replicas).
+BROKEN_STEP_ERROR = 1.0001
+
+
+def use_float64():
+    """float64 unless --float32: see tests/distribute/test_distribution.py
+    for why the float32 comparison is at the mercy of the CPU's kernels."""
+    if "--float32" not in sys.argv:
+        keras.config.set_floatx("float64")
 
 
 def fixed_batch(codec, n, seed=0):
     """n random images with `codec.encode` heatmap targets."""
     rng = np.random.default_rng(seed)
     h, w = codec.input_size
-    images = rng.normal(size=(n, h, w, 3)).astype("float32")
+    images = rng.normal(size=(n, h, w, 3)).astype(keras.config.floatx())
     heatmaps, weights = [], []
     for _ in range(n):
         keypoints = rng.uniform(4, [w - 4, h - 4], size=(17, 2))
         hm, kw = codec.encode(keypoints, rng.uniform(size=17) > 0.2)
         heatmaps.append(hm)
         weights.append(kw)
-    return images, np.stack(heatmaps), np.stack(weights)
+    fx = keras.config.floatx()
+    return images, np.stack(heatmaps).astype(fx), np.stack(weights).astype(fx)
 
 
 def weights_of(model):
@@ -75,8 +88,7 @@ def configure(model, case):
             layer.trainable = False
     elif case == "sync_bn":
         # TF only: BN moments all-reduced over the replicas (global batch).
-        for layer in batch_norms(model):
-            layer.synchronized = True
+        model.sync_batchnorm = True
 
 
 def initial_model(tmp_dir, case):
@@ -102,13 +114,16 @@ class FirstStepWeights(keras.callbacks.Callback):
             self.weights = weights_of(self.model)
 
 
-def train(init_file, data, case, distributed):
+def train(init_file, data, case, distributed, error=1.0):
     """Per-step losses, weights after step 1 and after the last step."""
     model = zoo.load("test_hrnet", compile=False)
     zoo.load_weights(model, init_file)
     if distributed or case == "frozen_bn":
         configure(model, case)  # sync_bn's baseline is plain BN
-    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    learning_rate = LEARNING_RATE
+    if distributed:
+        learning_rate *= error
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate))
     images, heatmaps, weights = data
     first = FirstStepWeights()
     history = model.fit(
@@ -133,14 +148,21 @@ def relative_diff(a, b, start, moving):
 
 
 def compare(case, scope):
-    """The same fit on one device, then inside `scope()`."""
+    """The same fit on one device, then inside `scope()`.
+
+    A case named `broken_<case>` makes the distributed step wrong on
+    purpose, by the factor BROKEN_STEP_ERROR, to prove the checks see it.
+    """
+    error = 1.0
+    if case.startswith("broken_"):
+        case, error = case[len("broken_") :], BROKEN_STEP_ERROR
     with tempfile.TemporaryDirectory() as tmp:
         start, init, data = initial_model(tmp, case)
         t0 = time.time()
         single = train(init, data, case, False)
         t1 = time.time()
         with scope():
-            dist = train(init, data, case, True)
+            dist = train(init, data, case, True, error)
         t2 = time.time()
     return {
         "single": single[0],
@@ -159,8 +181,30 @@ def compare(case, scope):
     }
 
 
-def tf_mirrored(out, cases="sync_bn,frozen_bn"):
+def example_syncs_batchnorm(strategy):
+    """Whether examples/train_top_down.py turns on synchronised BN for a
+    model built in `strategy`'s scope (and leaves it off outside)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parents[2] / "examples" / "train_top_down.py"
+    spec = importlib.util.spec_from_file_location("train_top_down", script)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    outside = example.sync_batchnorm_if_distributed(
+        zoo.load("test_hrnet", compile=False)
+    )
+    with strategy.scope():
+        model = zoo.load("test_hrnet", compile=False)
+        inside = example.sync_batchnorm_if_distributed(model)
+    synced = all(layer.synchronized for layer in batch_norms(model))
+    return {"outside": outside, "inside": inside and synced}
+
+
+def tf_mirrored(out, cases="sync_bn,frozen_bn,broken_frozen_bn"):
     import tensorflow as tf
+
+    use_float64()
 
     # Two logical CPUs; only possible before TF initialises its devices.
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -169,6 +213,7 @@ def tf_mirrored(out, cases="sync_bn,frozen_bn"):
     )
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     report = {"num_replicas": strategy.num_replicas_in_sync}
+    report["example_syncs_batchnorm"] = example_syncs_batchnorm(strategy)
     for case in cases.split(","):
         report[case] = compare(case, strategy.scope)
     write(out, report)
@@ -176,6 +221,9 @@ def tf_mirrored(out, cases="sync_bn,frozen_bn"):
 
 def jax_data_parallel(out):
     import jax
+
+    jax.config.update("jax_enable_x64", "--float32" not in sys.argv)
+    use_float64()
 
     devices = jax.devices("cpu")
     distribution = keras.distribution.DataParallel(devices=devices)

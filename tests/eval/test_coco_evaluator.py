@@ -353,3 +353,77 @@ def test_area_from_keypoints_when_there_is_no_box(coco_gt):
     assert evaluator.fill_report["bbox"] == 1
     evaluator.update(*_gt_as_predictions(coco_gt))
     assert evaluator.result()["AP"] == pytest.approx(1.0)
+
+
+# ------------------------------------------------ keypoint_field / from_spec
+
+
+def _with_second_set(coco_gt: dict, k: int = 21) -> tuple[dict, np.ndarray]:
+    """Adds a `keypoints_21` field, labelled even where COCO's is empty."""
+    rng = np.random.default_rng(11)
+    extra = []
+    for ann in coco_gt["annotations"]:
+        x, y, w, h = ann["bbox"]
+        kpts = np.ones((k, 3)) * 2.0
+        kpts[:, 0] = x + rng.uniform(0.1, 0.9, k) * w
+        kpts[:, 1] = y + rng.uniform(0.1, 0.9, k) * h
+        ann["keypoints_21"] = [float(v) for v in kpts.reshape(-1)]
+        extra.append(kpts)
+    return coco_gt, np.stack(extra)
+
+
+def test_keypoint_field_reads_the_second_keypoint_set(coco_gt):
+    gt, kpts21 = _with_second_set(coco_gt)
+    evaluator = COCOEvaluator(
+        gt, sigmas=np.full(21, 0.05), keypoint_field="keypoints_21"
+    )
+    assert evaluator.num_keypoints == 21
+    ids = np.array([a["image_id"] for a in gt["annotations"]])
+    evaluator.update(ids, kpts21, np.ones(len(ids)))
+    # The two people without COCO keypoints are labelled in the second
+    # set: they count (with the stored 17-point count they would be
+    # ignored and their predictions would be false positives).
+    assert evaluator.result()["AP"] == pytest.approx(1.0)
+    # The caller's dict keeps its 17-point `keypoints`.
+    assert all(len(a["keypoints"]) == 51 for a in gt["annotations"])
+    assert evaluator.fill_report["num_keypoints"] == 0
+
+
+def test_missing_keypoint_field_names_annotation_and_field(coco_gt):
+    gt, _ = _with_second_set(coco_gt)
+    del gt["annotations"][3]["keypoints_21"]
+    ann_id = gt["annotations"][3]["id"]
+    with pytest.raises(ValueError, match=f"{ann_id}.*'keypoints_21'"):
+        COCOEvaluator(
+            gt, sigmas=np.full(21, 0.05), keypoint_field="keypoints_21"
+        )
+
+
+def test_from_spec_takes_sigmas_and_use_area():
+    from kerapose.data.keypoint_specs import CROWDPOSE_14
+
+    evaluator = COCOEvaluator.from_spec(_require(CROWDPOSE_JSON), CROWDPOSE_14)
+    np.testing.assert_allclose(evaluator.sigmas, CROWDPOSE_SIGMAS)
+    assert evaluator.use_area is False
+    forced = COCOEvaluator.from_spec(CROWDPOSE_JSON, CROWDPOSE_14, True)
+    assert forced.use_area is True
+
+
+# ------------------------------------------------------------------ NaN rows
+
+
+def test_nan_names_the_prediction_and_its_image(coco_gt):
+    ids, kpts, scores = _gt_as_predictions(coco_gt)
+    evaluator = COCOEvaluator(COCO_JSON)
+    evaluator.update(ids[:2], kpts[:2], scores[:2])
+    bad_kpts, bad_scores = kpts[2:].copy(), scores[2:].copy()
+    bad_kpts[3, 5, 1] = np.nan
+    bad_scores[7] = np.inf
+    with pytest.raises(ValueError) as info:
+        evaluator.update(ids[2:], bad_kpts, bad_scores)
+    text = str(info.value)
+    # Rows count from the last reset: 2 already accumulated.
+    assert f"prediction 5 (image id {ids[5]}: keypoints)" in text
+    assert f"prediction 9 (image id {ids[9]}: scores)" in text
+    assert "2 prediction(s)" in text
+    assert evaluator.num_predictions == 2

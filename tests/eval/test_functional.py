@@ -154,15 +154,41 @@ def test_nms_keeps_far_apart_people():
     np.testing.assert_array_equal(keep, [1, 2, 0])
 
 
-def test_nms_ties_keep_the_lower_index():
+def test_nms_ties_go_highest_index_first():
+    # The reference sorts ascending and reads backwards: among equal scores
+    # the highest index is kept and the others are suppressed by it.
     base = np.random.default_rng(5).uniform(0, 50, size=(17, 3))
     far = base + [400.0, 0.0, 0.0]
     kpts = np.stack([far, base, base, far, base])
     scores = np.full(5, 0.7)
     keep = oks_nms(kpts, scores, np.full(5, 2500.0), COCO_SIGMAS)
-    np.testing.assert_array_equal(keep, [0, 1])
+    np.testing.assert_array_equal(keep, [4, 3])
     again = oks_nms(kpts, scores, np.full(5, 2500.0), COCO_SIGMAS)
     np.testing.assert_array_equal(again, keep)
+
+
+@pytest.mark.parametrize(
+    "scores, expected",
+    [
+        ([0.5, 0.5, 0.0, 0.0], [1, 0, 3, 2]),
+        ([0.5, 0.9, 0.5, 0.9, 0.5], [3, 1, 4, 2, 0]),
+        ([0.2] * 6, [5, 4, 3, 2, 1, 0]),
+        ([0.1, 0.3, 0.2], [1, 2, 0]),
+    ],
+)
+def test_nms_visit_order_with_ties(scores, expected):
+    # People far apart: nothing is suppressed, so `keep` is the visit
+    # order. numpy's default argsort is not stable (with its AVX-512
+    # kernel `np.argsort(s)[::-1]` gives [0, 1, 2, 3] for the first case),
+    # so the reference order is spelt out: score descending, then index
+    # descending, what the reference's sort gives on small arrays with
+    # numpy's classic (insertion-sort) kernel.
+    n = len(scores)
+    base = np.random.default_rng(6).uniform(0, 50, size=(17, 3))
+    kpts = np.stack([base + [300.0 * i, 0.0, 0.0] for i in range(n)])
+    keep = oks_nms(kpts, scores, np.full(n, 2500.0), COCO_SIGMAS)
+    by_key = sorted(range(n), key=lambda i: (scores[i], i), reverse=True)
+    assert keep.tolist() == expected == by_key
 
 
 def test_nms_area_modes():

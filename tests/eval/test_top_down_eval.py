@@ -60,7 +60,7 @@ def test_ground_truth_through_the_geometry_scores_near_one():
     assert score_predictions(noisy, ann, COCO_17)["AP"] < metrics["AP"]
 
 
-def test_evaluate_top_down_runs_with_detector_boxes(tmp_path):
+def test_evaluate_top_down_runs_with_detector_boxes(tmp_path, capsys):
     data = shared_path("data", "coco_sample")
     model = zoo.load("test_hrnet")
     results = tmp_path / "results.json"
@@ -76,6 +76,9 @@ def test_evaluate_top_down_runs_with_detector_boxes(tmp_path):
     assert set(metrics) >= {"AP", "AP50", "AR", "num_predictions"}
     assert 0 < metrics["num_predictions"] <= 118
     assert results.is_file()
+    # A progress bar by default (verbose=1), nothing of pycocotools'.
+    out = capsys.readouterr().out
+    assert "batch" in out and "Average Precision" not in out
 
 
 def test_empty_dataset_is_a_clear_error(tmp_path):
@@ -101,7 +104,7 @@ def test_empty_dataset_is_a_clear_error(tmp_path):
         evaluate_top_down(zoo.load("test_hrnet"), ann, tmp_path)
 
 
-def test_predict_dataset_decodes_with_the_codec_it_is_given(tmp_path):
+def test_predict_dataset_decodes_with_the_codec_it_is_given(tmp_path, capsys):
     from kerapose.data.pipelines import build_top_down_dataset
     from kerapose.data.synthetic import write_synthetic_coco
     from kerapose.eval.top_down import predict_dataset
@@ -119,9 +122,24 @@ def test_predict_dataset_decodes_with_the_codec_it_is_given(tmp_path):
     dark = MSRAHeatmap.from_config(
         {**model.codec.get_config(), "refinement": "dark"}
     )
+    capsys.readouterr()
     default = predict_dataset(model, dataset)
-    again = predict_dataset(model, dataset, codec=model.codec)
-    refined = predict_dataset(model, dataset, codec=dark)
+    # The progress bar counts batches; verbose=0 silences it.
+    assert "1/1" in capsys.readouterr().out
+    again = predict_dataset(model, dataset, codec=model.codec, verbose=0)
+    refined = predict_dataset(model, dataset, codec=dark, verbose=0)
+    assert capsys.readouterr().out == ""
     np.testing.assert_allclose(default["keypoints"], again["keypoints"])
     moved = np.abs(default["keypoints"] - refined["keypoints"])[..., :2]
     assert moved.max() > 1e-3
+
+
+def test_callback_passes_evaluation_options_through():
+    from kerapose.eval.top_down import COCOEvalCallback
+
+    ann = shared_path("data", "coco_sample", "test_coco.json")
+    callback = COCOEvalCallback(ann, ann.parent, use_area="sometimes")
+    callback.set_model(zoo.load("test_hrnet"))
+    # Checked before the data or the model is touched.
+    with pytest.raises(ValueError, match="use_area.*'sometimes'"):
+        callback.on_epoch_end(0, {})

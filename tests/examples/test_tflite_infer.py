@@ -1,6 +1,7 @@
 """examples/tflite_infer.py: a .tflite file on an image, without Keras."""
 
 import json
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +58,7 @@ def test_runs_without_keras_and_matches_predict_image(
         model, tmp_path / "m.tflite", include_decode=include_decode
     )
     boxes = [[100.0, 40.0, 120.0, 200.0], [20.0, 30.0, 80.0, 90.0]]
-    out = tmp_path / "drawn.jpg"
+    out = tmp_path / "new_dir" / "drawn.jpg"  # the folder is created
     points = tmp_path / "points.json"
     args = [str(SCRIPT), str(tflite), str(image), "--out", str(out)]
     args += ["--json", str(points), "--threads", "1"]
@@ -78,3 +79,18 @@ def test_runs_without_keras_and_matches_predict_image(
     np.testing.assert_allclose(
         keypoints[..., 2], expected.keypoint_scores, rtol=1e-3, atol=1e-3
     )
+
+
+def test_bad_output_paths_fail_before_the_model_loads(tmp_path, image):
+    pytest.importorskip("ai_edge_litert")
+    script = runpy.run_path(str(SCRIPT))
+    (tmp_path / "a_file").write_text("")
+    missing_model = str(tmp_path / "missing.tflite")
+    for option, value, message in [
+        ("--out", "drawn.gif", "must end in one of"),
+        ("--out", "a_file/drawn.jpg", "cannot create its folder"),
+        ("--json", "points.txt", "must end in one of"),
+    ]:
+        argv = [missing_model, str(image), option, str(tmp_path / value)]
+        with pytest.raises(SystemExit, match=message):
+            script["main"](argv)

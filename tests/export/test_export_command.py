@@ -32,15 +32,26 @@ def test_export_int8_from_a_keras_file(saved, tmp_path, capsys):
             str(COCO_SAMPLE / "test_coco.json"),
             str(COCO_SAMPLE),
         ]
+    else:
+        args += ["--synthetic-calibration"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert out.stat().st_size > 0
     assert "keypoint displacement" in printed and "PASSED" in printed
-    # A threshold the file cannot meet: the check fails with status 1.
+    # Progress bars over the calibration and the check ("12ms/image").
+    assert "Converting to TFLite, calibrating" in printed
+    assert "/image" in printed.split("Converting")[1].split("Exported")[0]
+    assert "/image" in printed.split("Exported")[1]
+    # A threshold the file cannot meet: the check fails with status 1 and
+    # the file leaves -o under a name that says so.
     args = ["export", str(saved), "-o", str(out), "-q", "dynamic"]
-    args += ["--num-verify", "4", "--max-heatmap-diff", "1e-9"]
+    args += ["--num-verify", "4", "--max-heatmap-diff", "1e-9", "--quiet"]
     assert main(args) == 1
-    assert "FAILED" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "FAILED" in printed and "/image" not in printed
+    failed = tmp_path / "m.failed.tflite"
+    assert not out.exists() and failed.stat().st_size > 0
+    assert f"moved it to {failed}" in printed
 
 
 @pytest.mark.skipif(
@@ -52,3 +63,45 @@ def test_export_on_another_backend_says_how(saved, tmp_path, capsys):
     assert main(["export", str(saved), "-o", str(out)]) == 2
     assert "KERAS_BACKEND=tensorflow" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "tensorflow",
+    reason="the error is for the JAX and PyTorch backends",
+)
+def test_another_backend_is_refused_before_anything_else(tmp_path, capsys):
+    # Neither the missing model file nor the bad output name is reached.
+    args = ["export", str(tmp_path / "missing.keras"), "-o", "m.txt"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "KERAS_BACKEND=tensorflow" in err and "missing" not in err
+
+
+@on_tf
+@pytest.mark.parametrize(
+    "extra, msg",
+    [
+        (["-q", "int8"], "pass --data"),
+        (["--data", "missing.json", "."], "no annotation file"),
+        (["--input-size", "64", "64"], "apply to zoo names"),
+    ],
+)
+def test_refused_before_the_model_loads(saved, tmp_path, capsys, extra, msg):
+    out = tmp_path / "m.tflite"
+    # A zoo name with missing weights would fail the load: the check is
+    # first.
+    name = str(saved) if "--input-size" in extra else "test_hrnet"
+    args = ["export", name, "-o", str(out), *extra]
+    if name == "test_hrnet":
+        args += ["--weights", str(tmp_path / "missing.weights.h5")]
+    assert main(args) == 2
+    assert msg in capsys.readouterr().err
+    assert not out.exists()
+
+
+@on_tf
+def test_bad_output_name_is_refused_first(tmp_path, capsys):
+    args = ["export", "test_hrnet", "-o", str(tmp_path / "m.tfl")]
+    args += ["--weights", str(tmp_path / "missing.weights.h5")]
+    assert main(args) == 2
+    assert "must end in .tflite" in capsys.readouterr().err

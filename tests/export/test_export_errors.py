@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.export.conftest import INPUT_SHAPE
 from tests.export.conftest import on_tf
 from tests.export.conftest import peaked_test_hrnet
 
@@ -114,3 +115,18 @@ def test_verification_fails_past_the_threshold(model, tmp_path):
             v.assign(v.numpy()[::-1] if v.shape[0] > 1 else -v.numpy())
     with pytest.raises(TFLiteVerificationError, match="displacement"):
         verify_tflite(path, other, num_images=4, max_mean_keypoint_px=1.0)
+
+
+def test_uint8_calibration_images_are_refused():
+    from kerapose.export.representative import calibration_images
+
+    pixels = np.zeros((4, 64, 64, 3), "uint8")
+    with pytest.raises(ValueError, match="dtype uint8"):
+        calibration_images(pixels, INPUT_SHAPE)
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(pixels).batch(2)
+    with pytest.raises(ValueError, match="normalised like the training"):
+        calibration_images(dataset, INPUT_SHAPE)
+    normalised = calibration_images(pixels.astype("float32"), INPUT_SHAPE)
+    assert normalised.dtype == np.float32 and len(normalised) == 4

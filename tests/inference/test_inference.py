@@ -165,3 +165,33 @@ def test_zoo_load_converts_official_checkpoint_on_the_fly():
     assert (
         np.abs(again.predict(x, verbose=0)["heatmaps"] - expected).max() < 1e-4
     )
+
+
+def test_read_image_float_arrays():
+    # A 0-1 float image was read as 0-255, i.e. black.
+    unit = np.full((4, 5, 3), 0.5, np.float32)
+    np.testing.assert_array_equal(read_image(unit), np.full((4, 5, 3), 128))
+    np.testing.assert_array_equal(read_image(unit * 255), read_image(unit))
+    assert read_image(np.full((2, 2), 1.0)).max() == 255
+    assert read_image(np.full((2, 2, 3), 300.0)).max() == 255
+    with pytest.raises(ValueError, match="NaN"):
+        read_image(np.full((2, 2, 3), np.nan, np.float32))
+    with pytest.raises(ValueError, match="empty"):
+        read_image(np.zeros((0, 4, 3), np.float32))
+
+
+def test_to_coco_has_no_negative_zero():
+    from kerapose.inference import PoseResult
+
+    result = PoseResult(
+        keypoints=np.array([[[-0.0001, 2.0]]], np.float32),
+        keypoint_scores=np.array([[-0.0002]], np.float32),
+        boxes=np.zeros((1, 4), np.float32),
+        scores=np.array([-0.0], np.float32),
+        image_shape=(4, 4),
+    )
+    text = result.to_json(1)
+    assert "-0.0" not in text
+    coco = json.loads(text)[0]
+    assert coco["keypoints"] == [0.0, 2.0, 0.0]
+    assert coco["score"] == 0.0

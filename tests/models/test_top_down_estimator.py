@@ -72,8 +72,12 @@ class TopDownEstimatorTest(TestCase):
             model(np.zeros((64, 64, 3), "float32"))
         with self.assertRaisesRegex(TypeError, "float images.*uint8"):
             model(np.zeros((1, 64, 64, 3), "uint8"))
-        with self.assertRaisesRegex(ValueError, "multiple of 32"):
+        with self.assertRaisesRegex(ValueError, "built for 64x64"):
             model(np.zeros((1, 70, 64, 3), "float32"))
+        with self.assertRaisesRegex(ValueError, "multiple of 32"):
+            tiny_estimator(image_shape=(None, None, 3))(
+                np.zeros((1, 70, 64, 3), "float32")
+            )
         with self.assertRaisesRegex(TypeError, "image batch"):
             model([[1.0, 2.0]])
         for bad in (0, -1, 2.5, True, "17"):
@@ -175,3 +179,31 @@ def test_codec_refinement_validates():
         MSRAHeatmap(refinement="argmax")
     with pytest.raises(ValueError, match="odd"):
         MSRAHeatmap(blur_kernel_size=4)
+
+
+def test_wrong_input_size_names_the_expected_shape():
+    from kerapose import zoo
+
+    model = zoo.load("test_hrnet", input_shape=(64, 32, 3), compile=False)
+    message = r"built for 64x32 \(H x W\).*\(B, 64, 32, 3\).*\(1, 96, 32, 3\)"
+    bad = np.zeros((1, 96, 32, 3), "float32")
+    with pytest.raises(ValueError, match=message):
+        model.predict(bad, verbose=0)
+    with pytest.raises(ValueError, match=message):
+        model(bad)
+    # On JAX an error inside Keras' predict loop left the variables unset.
+    out = model.predict(np.zeros((1, 64, 32, 3), "float32"), verbose=0)
+    assert out["keypoints"].shape == (1, 17, 2)
+
+
+def test_dark_refinement_stays_on_the_heatmap():
+    # Noise (an untrained model's heatmaps) has no clear peak: the Newton
+    # step went to x = -135 and 354 on a 64-pixel crop.
+    codec = MSRAHeatmap(
+        input_size=(64, 64), heatmap_size=(16, 16), refinement="dark"
+    )
+    rng = np.random.default_rng(0)
+    heatmaps = rng.normal(scale=1e-3, size=(8, 16, 16, 17)).astype("float32")
+    keypoints = to_numpy(codec.decode(heatmaps)[0])
+    assert keypoints.min() >= 0.0
+    assert keypoints.max() <= 15 * 4.0

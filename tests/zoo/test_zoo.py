@@ -64,7 +64,12 @@ def test_list_models_and_describe():
         "hrnet_w32",
         "hrnet_w48",
     ]
-    assert "hrnet_w32.coco_384x288" in zoo.list_models(pretrained=True)
+    # pretrained: only tags whose weights can be loaded (none are hosted).
+    assert "hrnet_w32.coco_384x288" not in zoo.list_models(pretrained=True)
+    weights = zoo.kerapose_home() / "weights"
+    weights.mkdir(parents=True)
+    (weights / "hrnet_w32_coco_384x288.weights.h5").write_bytes(b"")
+    assert zoo.list_models("w32", pretrained=True) == ["hrnet_w32.coco_384x288"]
     info = zoo.describe("hrnet_w32.coco_384x288")
     assert info["family"] == "hrnet"
     assert list(info["tags"]) == ["coco_384x288"]
@@ -163,3 +168,44 @@ def test_preset_dir_with_broken_config(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"class_name": "x"}))
     with pytest.raises(Exception):
         zoo.load(str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def k16(tmp_path_factory):
+    """A 16-keypoint model, its kerapose file and its Keras file."""
+    model = zoo.load("test_hrnet", num_keypoints=16, compile=False)
+    folder = tmp_path_factory.mktemp("k16")
+    kerapose_file = zoo.save_weights(model, folder / "k16.weights.h5")
+    # examples/train_top_down.py's best / last.weights.h5 are written by
+    # Keras' `model.save_weights()`, keyed by layer class and order.
+    keras_file = folder / "best.weights.h5"
+    model.save_weights(keras_file)
+    return model, str(kerapose_file), str(keras_file)
+
+
+def test_num_keypoints_override_loads_a_head_of_that_size(k16, caplog):
+    # The 16-keypoint head of a 16-keypoint file was dropped with a warning.
+    trained, path, _ = k16
+    with caplog.at_level("WARNING", logger="kerapose"):
+        model = zoo.load("test_hrnet", num_keypoints=16, weights=path)
+    assert "backbone only" not in caplog.text
+    x = _input(model)
+    np.testing.assert_allclose(to_numpy(model(x)), to_numpy(trained(x)))
+
+
+def test_keras_save_weights_file_loads(k16, caplog):
+    trained, _, path = k16
+    model = zoo.load("test_hrnet", num_keypoints=16, weights=path)
+    x = _input(model)
+    np.testing.assert_allclose(to_numpy(model(x)), to_numpy(trained(x)))
+    with caplog.at_level("WARNING", logger="kerapose"):
+        k5 = zoo.load("test_hrnet", num_keypoints=5, weights=path)
+    assert "backbone only" in caplog.text
+    for a, b in zip(trained.backbone.weights, k5.backbone.weights):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    from kerapose.zoo import load_weights
+
+    before = to_numpy(k5.weights[0]).copy()
+    with pytest.raises(ValueError, match="(?s)Keras weights file.*--num-key"):
+        load_weights(k5, path)
+    np.testing.assert_array_equal(to_numpy(k5.weights[0]), before)

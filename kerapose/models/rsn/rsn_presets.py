@@ -8,7 +8,9 @@ parameters, see zoo/rsn/README.md). `rsn_50_x4` is the paper's 4xRSN-50
 with the Pose Refine Machine after the last stage.
 """
 
-from kerapose.codecs.multi_sigma_heatmap import RSN_SIGMAS
+# `kerapose.codecs.multi_sigma_heatmap.RSN_SIGMAS` (Gaussian kernels 15, 11,
+# 9, 7, 5), written out: presets are read as data, without importing Keras.
+RSN_SIGMAS = (2.6, 2.0, 1.7, 1.4, 1.1)
 
 _OFFICIAL = (
     "Official RSN repository (caiyuanhao1998/RSN), checkpoints on the "
