@@ -4,7 +4,7 @@ The names below import TensorFlow on first access, so that the `kerapose`
 command can build its `export` parser without it.
 """
 
-import importlib
+from kerapose.lazy import lazy_attributes
 
 __all__ = [
     "LiteRTModel",
@@ -26,13 +26,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -18,7 +18,7 @@ from kerapose.cli_support import check_output_path
 DEFAULT_MAX_KEYPOINT_PX = {None: 0.5, "fp16": 0.5, "dynamic": 2.0, "int8": 2.0}
 
 
-def load_for_export(name, weights=None, input_size=None):
+def load_for_export(name, weights=None, input_size=None, num_keypoints=None):
     """A zoo name / preset directory, or a saved `.keras` model."""
     if str(name).endswith(".keras"):
         import keras
@@ -31,7 +31,13 @@ def load_for_export(name, weights=None, input_size=None):
     from kerapose import zoo
 
     shape = (*input_size, 3) if input_size else None
-    return zoo.load(name, weights=weights, input_shape=shape, compile=False)
+    return zoo.load(
+        name,
+        weights=weights,
+        input_shape=shape,
+        num_keypoints=num_keypoints,
+        compile=False,
+    )
 
 
 def coco_crops(ann_file, image_dir, codec):
@@ -58,10 +64,10 @@ def check_export_args(args) -> Path:
     if name.endswith(".keras"):
         if not Path(name).is_file():
             raise FileNotFoundError(f"No model file at {name}")
-        if args.weights or args.input_size:
+        if args.weights or args.input_size or args.num_keypoints:
             raise ValueError(
-                "--weights and --input-size apply to zoo names; a .keras "
-                "file holds its weights and input size."
+                "--weights, --input-size and --num-keypoints apply to zoo "
+                "names; a .keras file holds its weights and shapes."
             )
     else:
         check_model_name(name)
@@ -104,7 +110,9 @@ def run_export(args) -> int:
             "crops (--data) give a more accurate file.",
             file=sys.stderr,
         )
-    model = load_for_export(args.name, args.weights, args.input_size)
+    model = load_for_export(
+        args.name, args.weights, args.input_size, args.num_keypoints
+    )
     data = None
     if args.data:
         ann_file, image_dir = args.data
@@ -213,6 +221,12 @@ def add_export_parser(sub):
         metavar=("H", "W"),
         help="input size of the exported graph, for a zoo name; default: "
         "the tag's",
+    )
+    p.add_argument(
+        "--num-keypoints",
+        type=int,
+        help="keypoints of the --weights file when not the preset's (e.g. "
+        "16 for a model trained on MPII by examples/train_top_down.py)",
     )
     p.add_argument(
         "--include-decode",

@@ -77,6 +77,13 @@ def keypoints_to_image(keypoints, centers, scales, input_size):
     ).astype(np.float32)
 
 
+def _rescore(keypoint_scores, box_scores):
+    # Imported here: kerapose.eval imports this module.
+    from kerapose.eval.functional import rescore
+
+    return rescore(keypoint_scores, box_scores).astype(np.float32)
+
+
 def _check_box_scores(box_scores, num_boxes):
     if box_scores is None:
         return np.ones(num_boxes, np.float32)
@@ -156,8 +163,8 @@ def predict_image(
         keypoints=keypoints,
         keypoint_scores=keypoint_scores,
         boxes=boxes,
-        scores=np.asarray(box_scores, np.float32)
-        * keypoint_scores.mean(axis=1),
+        # The official rescoring, as the evaluation does it.
+        scores=_rescore(keypoint_scores, box_scores),
         image_shape=(height, width),
         skeleton=spec.skeleton if spec else (),
     )

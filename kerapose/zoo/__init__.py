@@ -5,8 +5,7 @@ import no Keras; the rest (building and saving models) imports Keras and
 the model families on first access.
 """
 
-import importlib
-
+from kerapose.lazy import lazy_attributes
 from kerapose.zoo.catalog import describe as describe
 from kerapose.zoo.catalog import list_models as list_models
 from kerapose.zoo.download import download as download
@@ -32,13 +31,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

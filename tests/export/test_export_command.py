@@ -105,3 +105,27 @@ def test_bad_output_name_is_refused_first(tmp_path, capsys):
     args += ["--weights", str(tmp_path / "missing.weights.h5")]
     assert main(args) == 2
     assert "must end in .tflite" in capsys.readouterr().err
+
+
+@pytest.mark.tflite
+@pytest.mark.tf_only
+@on_tf
+def test_export_a_training_checkpoint_with_its_own_keypoints(tmp_path, capsys):
+    """`best.weights.h5` of examples/train_top_down.py (Keras
+    `save_weights`) for a 5-keypoint model exports with --num-keypoints."""
+    pytest.importorskip("ai_edge_litert")
+    from kerapose import zoo
+
+    model = zoo.load(
+        "test_hrnet", num_keypoints=5, input_shape=(64, 32, 3), compile=False
+    )
+    weights = tmp_path / "best.weights.h5"
+    model.save_weights(weights)
+    out = tmp_path / "m.tflite"
+    args = ["export", "test_hrnet", "--weights", str(weights), "-o", str(out)]
+    args += ["--input-size", "64", "32", "--num-verify", "2", "--quiet"]
+    assert main(args) != 0  # the preset's 17 keypoints do not fit the file
+    assert "--num-keypoints" in capsys.readouterr().err
+    assert main(args + ["--num-keypoints", "5"]) == 0
+    assert "PASSED" in capsys.readouterr().out
+    assert out.stat().st_size > 0

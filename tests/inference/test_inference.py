@@ -82,6 +82,28 @@ def test_predict_image_maps_back_to_image_pixels():
     assert len(empty) == 0
 
 
+def test_person_score_is_the_official_rescoring():
+    # Mean of the keypoint scores above 0.2, times the box score: not the
+    # mean of all keypoint scores.
+    from kerapose.eval.functional import rescore
+
+    model = zoo.load("test_hrnet")
+    rng = np.random.default_rng(0)
+    for v in model.weights:  # peaked heatmaps: some scores above 0.2
+        if v.path.endswith("kernel"):
+            std = np.sqrt(2.0 / np.prod(v.shape[:-1]))
+            v.assign(rng.normal(0.0, std, v.shape).astype("float32"))
+    image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    boxes = [[10, 10, 60, 80], [70, 20, 50, 90]]
+    result = predict_image(model, image, boxes=boxes, box_scores=[0.9, 0.5])
+    kp = result.keypoint_scores
+    assert np.any(kp > 0.2) and np.any(kp <= 0.2)
+    np.testing.assert_allclose(
+        result.scores, rescore(kp, [0.9, 0.5]), rtol=1e-6
+    )
+    assert not np.allclose(result.scores, [0.9, 0.5] * kp.mean(axis=1))
+
+
 def test_predict_image_flip_test_real_image():
     image = shared_path("data", "coco_sample", "000000000785.jpg")
     model = zoo.load("test_hrnet")
