@@ -7,6 +7,7 @@ from kerapose.convert.core import CheckpointMismatchError
 from kerapose.convert.core import ConversionReport
 from kerapose.convert.core import apply_state_dict
 from kerapose.convert.hrnet import convert_hrnet
+from kerapose.convert.mmpose import to_official
 from kerapose.convert.omnipose import convert_omnipose
 from kerapose.convert.rsn import convert_rsn
 
@@ -35,7 +36,9 @@ def _family_of(model):
     )
 
 
-def convert_checkpoint(model, checkpoint, family=None, strict=True, **kwargs):
+def convert_checkpoint(
+    model, checkpoint, family=None, strict=True, layout=None, **kwargs
+):
     """Loads an official checkpoint with the converter for the model's family.
 
     Args:
@@ -45,6 +48,9 @@ def convert_checkpoint(model, checkpoint, family=None, strict=True, **kwargs):
             the backbone class.
         strict: bool. Raise without assigning anything unless the
             checkpoint fits exactly. Defaults to `True`.
+        layout: `"official"`, `"mmpose"` (MMPose 0.x or 1.x HRNet keys,
+            renamed to the official ones first) or `None` to detect it
+            from the keys. Defaults to `None`.
         **kwargs: passed to the converter (e.g. `skip_prefixes`).
 
     Returns:
@@ -55,7 +61,8 @@ def convert_checkpoint(model, checkpoint, family=None, strict=True, **kwargs):
         raise ValueError(
             f"Unknown family {family!r}; known: {sorted(CONVERTERS)}."
         )
-    return CONVERTERS[family](model, checkpoint, strict=strict, **kwargs)
+    state_dict = to_official(checkpoint, family, layout)
+    return CONVERTERS[family](model, state_dict, strict=strict, **kwargs)
 
 
 __all__ = [

@@ -2,15 +2,16 @@
 
 PyTorch checkpoints, both zip archives and the legacy (torch < 1.6)
 format, are parsed without PyTorch through a restricted unpickler that only
-knows how to rebuild tensors, so a hostile file cannot run code. `.npz` and
-`.safetensors` files are read with numpy alone.
+knows how to rebuild tensors, so a hostile file cannot run code. Other
+globals become inert stand-ins: a state dict that needs one is refused,
+data beside it (a trainer's `meta`) is dropped. `.npz` and `.safetensors`
+files are read with numpy alone.
 """
 
 import contextlib
 import json
 import os
 import pickle
-import re
 import struct
 import zipfile
 from collections import OrderedDict
@@ -111,18 +112,88 @@ def _storage_id(pid, length):
     return pid[1], str(pid[2]), pid[4]
 
 
+class _Refused:
+    """Inert stand-in for a global the reader will not import.
+
+    Creating, calling or restoring one runs nothing. It lets data beside the
+    state dict (e.g. the `meta` of an MMPose checkpoint, which may hold
+    numpy arrays or config objects) be read and dropped; a state dict that
+    contains one is refused by `_extract_state_dict`.
+    """
+
+    __slots__ = ()
+    global_name = ""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return type(self)()
+
+    def __setstate__(self, state):
+        pass
+
+    def __setitem__(self, key, value):
+        pass
+
+    def append(self, value):
+        pass
+
+    def extend(self, values):
+        pass
+
+
+def _refused_class(module, name):
+    # A fresh class per lookup, so BUILD can't reach a shared one.
+    attrs = {"__slots__": (), "global_name": f"{module}.{name}"}
+    return type("Refused", (_Refused,), attrs)
+
+
+def _refused_names(obj):
+    """Names of the refused globals anywhere in `obj` (sorted)."""
+    names, stack, seen = set(), [obj], set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        is_class = isinstance(item, type) and issubclass(item, _Refused)
+        if is_class or isinstance(item, _Refused):
+            names.add(item.global_name)
+        elif isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack += list(item)
+    return sorted(names)
+
+
+def _unsafe_error(name, path):
+    return UnsafeCheckpointError(
+        f"Refusing to load global '{name}' from {path}: "
+        "the file tries to import code, and kerapose only reads plain "
+        "state dicts (tensors in dicts). If you trust the file, load it "
+        "in PyTorch and re-save just `model.state_dict()`."
+    )
+
+
 class _StateDictUnpickler(pickle.Unpickler):
     """Unpickler that can only build dicts, tuples and tensors.
 
-    `read_raw(key)` returns the bytes of storage `key` in `byteorder`.
+    `read_raw(key)` returns the bytes of storage `key` in `byteorder`. With
+    `tolerant`, other globals become inert `_Refused` stand-ins instead of
+    raising, so the caller decides whether the part it keeps needed them.
     """
 
     _functions = _ALLOWED_FUNCTIONS
 
-    def __init__(self, file, path, read_raw, byteorder="<"):
+    def __init__(self, file, path, read_raw, byteorder="<", tolerant=False):
         super().__init__(file)
         self._path, self._read_raw = path, read_raw
         self._byteorder = byteorder
+        self._tolerant = tolerant
         self._storages = {}
 
     def find_class(self, module, name):
@@ -136,12 +207,9 @@ class _StateDictUnpickler(pickle.Unpickler):
             fn = self._functions[name]
             # A fresh wrapper per lookup, so BUILD can't patch our functions.
             return lambda *args, **kwargs: fn(*args, **kwargs)
-        raise UnsafeCheckpointError(
-            f"Refusing to load global '{module}.{name}' from {self._path}: "
-            "the file tries to import code, and kerapose only reads plain "
-            "state dicts (tensors in dicts). If you trust the file, load it "
-            "in PyTorch and re-save just `model.state_dict()`."
-        )
+        if self._tolerant:
+            return _refused_class(module, name)
+        raise _unsafe_error(f"{module}.{name}", self._path)
 
     def persistent_load(self, pid):
         return self._storage(*_storage_id(pid, 5))
@@ -169,8 +237,9 @@ class _LegacyUnpickler(_StateDictUnpickler):
     records `{key: (dtype, numel)}` in `found`, which says how to read them.
     """
 
-    def __init__(self, file, path, raw=None):
-        super().__init__(file, path, None if raw is None else raw.__getitem__)
+    def __init__(self, file, path, raw=None, tolerant=False):
+        read_raw = None if raw is None else raw.__getitem__
+        super().__init__(file, path, read_raw, tolerant=tolerant)
         if raw is None:  # rebuild nothing: the storages are not read yet
             self._functions = dict.fromkeys(_ALLOWED_FUNCTIONS, _no_op)
         self.found = {}
@@ -231,7 +300,10 @@ def _read_torch_zip(path):
                 return archive.read(f"{prefix}data/{key}")
 
             with archive.open(pkl) as f:
-                return _StateDictUnpickler(f, path, read, order).load()
+                unpickler = _StateDictUnpickler(
+                    f, path, read, order, tolerant=True
+                )
+                return unpickler.load()
 
 
 def _read_legacy_storages(f, keys, found, little_endian):
@@ -267,13 +339,15 @@ def _read_torch_legacy(path):
             if not isinstance(sys_info, dict):
                 raise ValueError("sys_info is not a dict")
             start = f.tell()
-            dry_run = _LegacyUnpickler(f, path)  # finds what to read next
+            # The main pickle: finds what to read next. Header pickles
+            # (above, and the key list below) stay strict.
+            dry_run = _LegacyUnpickler(f, path, tolerant=True)
             dry_run.load()
             keys = _LegacyUnpickler(f, path).load()
             little = sys_info.get("little_endian", True)
             raw = _read_legacy_storages(f, keys, dry_run.found, little)
             f.seek(start)
-            return _LegacyUnpickler(f, path, raw).load()
+            return _LegacyUnpickler(f, path, raw, tolerant=True).load()
 
 
 def _read_with_torch(path, builtin):
@@ -282,18 +356,11 @@ def _read_with_torch(path, builtin):
     with _as_format_error(path, "torch.load failed"):
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            found = re.search(r"GLOBAL (\S+)", str(e))
-            if found:
-                raise UnsafeCheckpointError(
-                    f"Refusing to load global '{found.group(1)}' from {path}: "
-                    "the file tries to import code, and kerapose only reads "
-                    "plain state dicts."
-                ) from e
-            # torch's refusal may not name the culprit (e.g. for pickle
-            # protocol 4 frames); the built-in reader's error will.
-            builtin(path)
-            raise
+        except pickle.UnpicklingError:
+            # torch refuses the whole file for one unknown global, even one
+            # outside the state dict (an MMPose `meta`); the built-in reader
+            # keeps what is plain data and refuses a state dict needing code.
+            return builtin(path)
 
     def to_numpy(value):
         if isinstance(value, dict):
@@ -377,6 +444,9 @@ def _extract_state_dict(obj, path):
         if isinstance(obj, dict):
             found = [k for k in _WRAPPER_KEYS if _is_tensor_dict(obj.get(k))]
         if len(found) != 1:
+            refused = _refused_names(obj)
+            if refused:
+                raise _unsafe_error(refused[0], path)
             keys = list(obj)[:10] if isinstance(obj, dict) else type(obj)
             raise _format_error(
                 path,
@@ -411,8 +481,9 @@ def read_checkpoint(path, use_torch=None):
         path: str or `Path`. A PyTorch checkpoint (`.pth`, `.pt`, `.bin`,
             ...), a `.npz` or a `.safetensors` file. A dict wrapping the
             state dict under `state_dict`, `model` or `model_state_dict` is
-            unwrapped and a shared `module.` / `model.module.` key prefix
-            is stripped.
+            unwrapped (the rest, e.g. MMPose's `meta`, is dropped unread
+            even when it names classes) and a shared `module.` /
+            `model.module.` key prefix is stripped.
         use_torch: bool or `None`. PyTorch files only: `True` reads with
             `torch.load(weights_only=True)`, `False` with the built-in
             torch-free reader (zip and legacy torch < 1.6 files); `None`
@@ -423,7 +494,8 @@ def read_checkpoint(path, use_torch=None):
 
     Raises:
         CheckpointFormatError: truncated, corrupt or not a checkpoint.
-        UnsafeCheckpointError: the pickle tries to import code.
+        UnsafeCheckpointError: the state dict (or the pickle framing a
+            legacy file) tries to import code.
     """
     path = Path(path)
     if not path.is_file():

@@ -146,8 +146,9 @@ def load(
             `.weights.h5` file, a Keras `model.save_weights()` file (e.g.
             the `best` / `last.weights.h5` of examples/train_top_down.py;
             build the model as it was trained), an official checkpoint
-            (`.pth`, `.npz`, `.safetensors`; converted on the fly), or a
-            URL (with `sha256`).
+            (`.pth`, `.npz`, `.safetensors`; converted on the fly; MMPose
+            HRNet files are recognised by their keys), or a URL (with
+            `sha256`).
         num_keypoints: int. Builds a head for this many keypoints. The
             weights' head loads when it has this size; when it has another
             (and this differs from the preset's count), only the backbone
