@@ -60,6 +60,11 @@ class LoadReport:
         missing_files: Up to 20 missing image paths, for the message.
         corrupt_files: Up to 20 corrupt image paths, for the message.
         spec: The keypoint spec the instances follow.
+        images_total: Images considered (whole-image readers only).
+        images_kept: Images returned (whole-image readers only).
+        images_skipped: Images left out, by reason (whole-image readers).
+        over_max_people: People dropped because an image held more than
+            the reader's ``max_people`` (whole-image readers only).
     """
 
     ann_file: str = ""
@@ -78,6 +83,10 @@ class LoadReport:
     missing_files: list = dataclasses.field(default_factory=list)
     corrupt_files: list = dataclasses.field(default_factory=list)
     spec: KeypointSpec | None = None
+    images_total: int = 0
+    images_kept: int = 0
+    images_skipped: dict = dataclasses.field(default_factory=dict)
+    over_max_people: int = 0
 
     _REASONS = (
         "other_category",
@@ -88,6 +97,7 @@ class LoadReport:
         "invalid_box",
         "missing_image",
         "corrupt_image",
+        "over_max_people",
     )
 
     @property
@@ -101,6 +111,14 @@ class LoadReport:
             f"{self.total} boxes"
             + (f", keypoint spec {self.spec.name}" if self.spec else "")
         ]
+        if self.images_total:
+            lines.append(
+                f"  images: kept {self.images_kept} of {self.images_total}"
+            )
+            for reason, count in self.images_skipped.items():
+                lines.append(
+                    f"  skipped {count} images: {reason.replace('_', ' ')}"
+                )
         for reason, count in self.skipped.items():
             if count:
                 lines.append(f"  skipped {count}: {reason.replace('_', ' ')}")
