@@ -6,26 +6,45 @@ from kerapose.convert.checkpoint_io import read_checkpoint
 from kerapose.convert.core import CheckpointMismatchError
 from kerapose.convert.core import ConversionReport
 from kerapose.convert.core import apply_state_dict
+from kerapose.convert.higherhrnet import convert_higherhrnet
+from kerapose.convert.hourglass import convert_hourglass
 from kerapose.convert.hrnet import convert_hrnet
 from kerapose.convert.mmpose import to_official
 from kerapose.convert.omnipose import convert_omnipose
 from kerapose.convert.rsn import convert_rsn
+from kerapose.convert.yolo_pose import convert_yolo_pose
 
 CONVERTERS = {
+    "higherhrnet": convert_higherhrnet,
+    "hourglass": convert_hourglass,
     "hrnet": convert_hrnet,
     "omnipose": convert_omnipose,
     "rsn": convert_rsn,
+    "yolo_pose": convert_yolo_pose,
 }
 # Backbone class name -> family. Looked up along the MRO, so a subclass
 # registered here (OmniPoseBackbone) wins over its parent (HRNetBackbone).
 BACKBONE_FAMILIES = {
+    "HourglassBackbone": "hourglass",
     "HRNetBackbone": "hrnet",
     "OmniPoseBackbone": "omnipose",
     "RSNBackbone": "rsn",
+    "YOLOPoseBackbone": "yolo_pose",
+}
+
+
+# Head class name -> family, looked up before the backbone: HigherHRNet is
+# an HRNetBackbone with its own head.
+HEAD_FAMILIES = {
+    "HigherHRNetHead": "higherhrnet",
 }
 
 
 def _family_of(model):
+    head = getattr(model, "head", None)
+    for cls in type(head).__mro__ if head is not None else ():
+        if cls.__name__ in HEAD_FAMILIES:
+            return HEAD_FAMILIES[cls.__name__]
     backbone = getattr(model, "backbone", model)
     for cls in type(backbone).__mro__:
         if cls.__name__ in BACKBONE_FAMILIES:
@@ -73,8 +92,11 @@ __all__ = [
     "UnsafeCheckpointError",
     "apply_state_dict",
     "convert_checkpoint",
+    "convert_higherhrnet",
+    "convert_hourglass",
     "convert_hrnet",
     "convert_omnipose",
     "convert_rsn",
+    "convert_yolo_pose",
     "read_checkpoint",
 ]

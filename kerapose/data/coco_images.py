@@ -15,10 +15,10 @@ import os
 
 import numpy as np
 
+from kerapose.data.coco import _CHECK_MODES
 from kerapose.data.coco import LoadReport
 from kerapose.data.coco import _annotation_id
 from kerapose.data.coco import _box
-from kerapose.data.coco import _CHECK_MODES
 from kerapose.data.coco import _ImageChecker
 from kerapose.data.coco import _index_images
 from kerapose.data.coco import _keypoints
@@ -152,7 +152,9 @@ def _annotations(data, ann_file, images, cat_id, spec, field, report):
     for i, ann in enumerate(anns):
         where = f"{ann_file}: annotations[{i}]"
         if isinstance(ann, dict) and "id" in ann:
-            where = f"{ann_file}: annotation id {ann['id']!r} (annotations[{i}])"
+            where = (
+                f"{ann_file}: annotation id {ann['id']!r} (annotations[{i}])"
+            )
         report.total += 1
         image_id = _require(ann, "image_id", where)
         box = _box(_require(ann, "bbox", where), "bbox", where)

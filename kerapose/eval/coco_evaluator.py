@@ -448,6 +448,12 @@ class COCOEvaluator:
         self._areas: list[np.ndarray] = []
 
     @property
+    def coco_gt(self) -> COCO:
+        """The checked ground truth (gaps filled, on a private copy) as a
+        pycocotools `COCO`, e.g. for a box evaluation on the same file."""
+        return self._coco_gt
+
+    @property
     def num_predictions(self) -> int:
         """Number of predictions accumulated so far."""
         return len(self._image_id_list)

@@ -116,7 +116,18 @@ def run_export(args) -> int:
     data = None
     if args.data:
         ann_file, image_dir = args.data
-        data = coco_crops(ann_file, image_dir, model.codec)
+        if getattr(model, "task", None) == "single_stage":
+            # Whole letterboxed images in [0, 1], not person crops.
+            from kerapose.export.yolo_pose import coco_images
+
+            data = coco_images(
+                ann_file,
+                image_dir,
+                model.input_shape[1:3],
+                max(args.num_calibration, args.num_verify),
+            )
+        else:
+            data = coco_crops(ann_file, image_dir, model.codec)
     calibrate = ""
     if quantization == "int8":
         calibrate = f", calibrating on up to {args.num_calibration} images"

@@ -58,6 +58,10 @@ def static_input_shape(model, input_shape=None) -> tuple:
 
 def _inference_graph(model, include_decode):
     """The function that is exported: heatmaps, or decoded keypoints."""
+    if getattr(model, "task", None) == "single_stage":
+        from kerapose.export.yolo_pose import inference_graph
+
+        return inference_graph(model, include_decode)
     if not include_decode:
         return lambda images: model(images, training=False)
     if not hasattr(model, "codec"):
@@ -79,7 +83,11 @@ def _converter(fn, shape):
     # Frozen here rather than through the model as a trackable: that path
     # keeps the variables of plain functional models as VAR_HANDLE /
     # READ_VARIABLE ops (BN left unfolded) and breaks int8 calibration.
-    frozen = convert_variables_to_constants_v2(concrete)
+    # Loops (the YOLO-Pose NMS) stay functional WHILE ops: lowered to
+    # Switch/Merge they cannot be frozen.
+    frozen = convert_variables_to_constants_v2(
+        concrete, lower_control_flow=False
+    )
     return tf.lite.TFLiteConverter.from_concrete_functions(
         [frozen], tf.Module()
     )
@@ -166,9 +174,22 @@ def export_tflite(
             f"{quantization!r}"
         )
     shape = static_input_shape(model, input_shape)
+    single_stage = getattr(model, "task", None) == "single_stage"
+    if single_stage and include_decode and quantization == "int8":
+        raise ValueError(
+            "quantization='int8' with include_decode=True is not available "
+            "for single-stage (YOLO-Pose) models: the converter would "
+            "quantize the box arithmetic and NMS. Export the raw output "
+            "(include_decode=False) in int8 and run the decoder on the "
+            "host, or put the decoder in a float32, fp16 or dynamic file."
+        )
     calibration = None
     if quantization == "int8":
-        calibration = calibration_images(
+        images = calibration_images
+        if single_stage:
+            # Letterboxed whole images in [0, 1], not normalised crops.
+            from kerapose.export.yolo_pose import calibration_images as images
+        calibration = images(
             representative_data, shape, num_calibration_samples
         )
     elif representative_data is not None:

@@ -151,6 +151,22 @@ def verify_tflite(
         TFLiteVerificationError: a threshold was exceeded (and
             `raise_on_failure`); its `report` attribute has the figures.
     """
+    if getattr(model, "task", None) == "single_stage":
+        from kerapose.export.yolo_pose import verify_single_stage_tflite
+
+        # Raw logits in place of heatmaps; people matched by box IoU.
+        return verify_single_stage_tflite(
+            path,
+            model,
+            images,
+            num_images,
+            max_mean_keypoint_px,
+            max_raw_diff=max_heatmap_diff,
+            score_threshold=score_threshold,
+            raise_on_failure=raise_on_failure,
+            num_threads=num_threads,
+            progress=progress,
+        )
     runner = LiteRTModel(path, num_threads=num_threads)
     shape = static_input_shape(model)
     if runner.input_shape[1:] != shape:

@@ -4,8 +4,8 @@ from kerapose.inference.boxes import read_boxes_file as read_boxes_file
 from kerapose.inference.boxes import validate_boxes as validate_boxes
 from kerapose.inference.draw import draw_poses as draw_poses
 from kerapose.inference.image_io import read_image as read_image
+from kerapose.inference.predict import predict_image as predict_image
 from kerapose.inference.results import PoseResult as PoseResult
-from kerapose.inference.top_down import predict_image as predict_image
 
 __all__ = [
     "PoseResult",

@@ -7,6 +7,8 @@ from kerapose.layers.conv_bn_act import ConvBNAct as ConvBNAct
 from kerapose.layers.gaussian_upsampling import (
     GaussianUpsampling as GaussianUpsampling,
 )
+from kerapose.layers.hourglass_layers import ConvActBN as ConvActBN
+from kerapose.layers.hourglass_layers import HourglassModule as HourglassModule
 from kerapose.layers.hrnet_layers import ExchangeUnit as ExchangeUnit
 from kerapose.layers.hrnet_layers import HRModule as HRModule
 from kerapose.layers.hrnet_layers import HRNetTransition as HRNetTransition
@@ -20,18 +22,30 @@ from kerapose.layers.residual_steps_block import (
 )
 from kerapose.layers.separable_conv import SeparableConv as SeparableConv
 from kerapose.layers.wasp import WASPv2 as WASPv2
+from kerapose.layers.yolo_layers import C3 as C3
+from kerapose.layers.yolo_layers import SPP as SPP
+from kerapose.layers.yolo_layers import Focus as Focus
+from kerapose.layers.yolo_layers import YOLOBottleneck as YOLOBottleneck
+from kerapose.layers.yolo_layers import YOLOPoseLevelHead as YOLOPoseLevelHead
 
 __all__ = [
     "AlignedBilinearResize",
     "BasicBlock",
     "Bottleneck",
+    "C3",
+    "ConvActBN",
     "ConvBNAct",
     "ExchangeUnit",
+    "Focus",
     "GaussianUpsampling",
     "HRModule",
     "HRNetTransition",
+    "HourglassModule",
     "PoseRefineMachine",
     "ResidualStepsBlock",
+    "SPP",
     "SeparableConv",
     "WASPv2",
+    "YOLOBottleneck",
+    "YOLOPoseLevelHead",
 ]

@@ -48,6 +48,9 @@ class ConvBNAct(layers.Layer):
         separable: bool. Use a `SeparableConv` (depthwise, ReLU, pointwise)
             in place of the standard conv, as OmniPose-Lite does. Defaults
             to `False`.
+        depthwise: bool. Use a depthwise conv (one filter per channel,
+            `filters` must equal the input channels), as YOLO-Pose's
+            keypoint head does. Defaults to `False`.
 
     Example:
     ```python
@@ -68,6 +71,7 @@ class ConvBNAct(layers.Layer):
         kernel_initializer=None,
         dilation_rate=1,
         separable=False,
+        depthwise=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -88,8 +92,13 @@ class ConvBNAct(layers.Layer):
         self.bn_momentum = bn_momentum
         self.dilation_rate = int(dilation_rate)
         self.separable = bool(separable)
+        self.depthwise = bool(depthwise)
         if self.separable and use_bias:
             raise ValueError("A separable ConvBNAct has no conv bias.")
+        if self.separable and self.depthwise:
+            raise ValueError(
+                "A ConvBNAct is either `separable` or `depthwise`, not both."
+            )
         default_init = "he_normal" if separable else official_conv_initializer()
         self.kernel_initializer = keras.initializers.get(
             kernel_initializer or default_init
@@ -106,6 +115,13 @@ class ConvBNAct(layers.Layer):
         if self.separable:
             self.conv = SeparableConv(
                 self.filters, self.kernel_size, **conv_kwargs
+            )
+        elif self.depthwise:
+            conv_kwargs["depthwise_initializer"] = conv_kwargs.pop(
+                "kernel_initializer"
+            )
+            self.conv = layers.DepthwiseConv2D(
+                self.kernel_size, use_bias=use_bias, **conv_kwargs
             )
         else:
             self.conv = layers.Conv2D(
@@ -139,6 +155,12 @@ class ConvBNAct(layers.Layer):
         )
 
     def build(self, input_shape):
+        if self.depthwise and input_shape[-1] != self.filters:
+            raise ValueError(
+                f"A depthwise ConvBNAct keeps the channel count: it has "
+                f"filters={self.filters} but receives {input_shape[-1]} "
+                "channels. Set `filters` to the input channels."
+            )
         padded = self._padded_shape(input_shape)
         self.conv.build(padded)
         self.bn.build(self.conv.compute_output_shape(padded))
@@ -172,6 +194,8 @@ class ConvBNAct(layers.Layer):
                 "separable": self.separable,
             }
         )
+        if self.depthwise:  # absent otherwise: older configs stay as saved
+            config["depthwise"] = True
         return config
 
 

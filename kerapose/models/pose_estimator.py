@@ -27,6 +27,10 @@ class PoseEstimator(keras.Model):
     """
 
     head_prefixes = ()
+    # How the estimator meets people: "top_down" (one crop per person box),
+    # "bottom_up" (whole image, grouping) or "single_stage" (whole image,
+    # one detection per person). Inference dispatches on it.
+    task = "top_down"
 
     def __init__(self, *args, sync_batchnorm=False, **kwargs):
         super().__init__(*args, **kwargs)

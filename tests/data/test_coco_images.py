@@ -86,11 +86,15 @@ def test_keep_empty_false_drops_images_without_people(tmp_path):
     ann = write_fake_coco(tmp_path, num_images=3, image_size=(48, 64))
     data = json.loads(ann.read_text())
     data["annotations"] = [
-        a for a in data["annotations"] if a["image_id"] != data["images"][0]["id"]
+        a
+        for a in data["annotations"]
+        if a["image_id"] != data["images"][0]["id"]
     ]
     ann.write_text(json.dumps(data))
     kept, _ = load_coco_images(ann, tmp_path / "images")
-    dropped, report = load_coco_images(ann, tmp_path / "images", keep_empty=False)
+    dropped, report = load_coco_images(
+        ann, tmp_path / "images", keep_empty=False
+    )
     assert len(kept["image_id"]) == 3 and len(dropped["image_id"]) == 2
     assert report.images_skipped == {"no_people": 1}
 
