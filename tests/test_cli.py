@@ -263,3 +263,19 @@ def test_bad_boxes_fail_before_the_model_loads(image, tmp_path, capsys):
     args += ["--weights", str(tmp_path / "missing.weights.h5")]
     assert main(args) == 2
     assert "wholly outside" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["test_yolo_pose", "test_higherhrnet"])
+def test_predict_finds_people_without_boxes(name, image, tmp_path, capsys):
+    """Single-stage and bottom-up models need no boxes; the JSON loads."""
+    out, results = tmp_path / "drawn.jpg", tmp_path / "people.json"
+    args = ["predict", name, str(image), "--quiet"]
+    assert main([*args, "--out", str(out), "--json", str(results)]) == 0
+    assert cv2.imread(str(out)).shape == (60, 80, 3)
+    people = json.loads(results.read_text())
+    assert isinstance(people, list)
+    assert all(len(p["keypoints"]) == 17 * 3 for p in people)
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([[1, 1, 10, 10]]))
+    assert main([*args, "--boxes", str(boxes)]) == 2
+    assert "takes no boxes" in capsys.readouterr().err

@@ -104,6 +104,10 @@ def to_official(checkpoint, family, layout=None):
             f"Unknown checkpoint layout {layout!r}; pass one of {LAYOUTS} "
             "or None to detect it."
         )
+    if family == "yolo_pose" and layout in (None, "official"):
+        # No MMPose layout; its reader also opens the official training
+        # files (pickled modules), which `as_state_dict` refuses.
+        return checkpoint
     state_dict = as_state_dict(checkpoint)
     layout = layout or detect_layout(state_dict)
     if layout == "official":

@@ -140,6 +140,8 @@ def test_official_training_checkpoint_is_read_without_its_code(
     model = build_model()
     report = convert_yolo_pose(model, path)
     assert report.ok, report
+    # The generic entry (zoo.load, `kerapose convert`) reads it too.
+    assert convert_checkpoint(build_model(), path).ok
     # The same weights as the state dict rounded to float16.
     reference = build_model()
     rounded = {

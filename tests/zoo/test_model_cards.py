@@ -9,7 +9,7 @@ from kerapose.utils import count_macs
 from kerapose.utils import count_params
 
 CARDS = Path(__file__).resolve().parents[2] / "zoo"
-FAMILIES = ("hrnet", "omnipose", "rsn")
+FAMILIES = ("hrnet", "omnipose", "rsn", "yolo_pose", "higherhrnet", "hourglass")
 # An AP cell with this means: no published figure recorded for the row.
 NO_FIGURE = "-"
 
@@ -52,6 +52,19 @@ def test_omnipose_card_lists_both_variants():
 def test_rsn_card_lists_every_preset():
     names = [r["name"].split(".")[0] for r in card_rows("rsn")]
     assert sorted(set(names)) == sorted(n for n in zoo.list_models("rsn_*"))
+
+
+@pytest.mark.parametrize(
+    "family, pattern",
+    [
+        ("yolo_pose", "yolo_pose_*"),
+        ("higherhrnet", "higherhrnet_*"),
+        ("hourglass", "hourglass_*"),
+    ],
+)
+def test_card_lists_every_preset(family, pattern):
+    names = {r["name"].split(".")[0] for r in card_rows(family)}
+    assert names == set(zoo.list_models(pattern))
 
 
 @pytest.mark.large
