@@ -52,10 +52,11 @@ def check_image_batch(images, owner, channels=3, divisor=1, size=None):
     dtype = keras.backend.standardize_dtype(images.dtype)
     if dtype not in FLOAT_DTYPES:
         raise TypeError(
-            f"{owner} expects float images normalised with the ImageNet mean "
-            f"and std. Received dtype {dtype}. Use "
-            "`kerapose.data.normalize_image(image)` or the predict_image() "
-            "helper, which do this for you."
+            f"{owner} expects float images, normalised as its family does "
+            "(ImageNet mean and std for HRNet, OmniPose, RSN and "
+            "HigherHRNet; 0-1 for YOLO-Pose and the AE hourglass). Received "
+            f"dtype {dtype}. Use `kerapose.inference.predict_image`, which "
+            "does this for you."
         )
     if size is not None:
         _check_size(shape, tuple(size), owner, channels)
@@ -65,7 +66,7 @@ def check_image_batch(images, owner, channels=3, divisor=1, size=None):
             raise ValueError(
                 f"{owner} needs the image {name} to be a multiple of "
                 f"{divisor}; received shape {shape}. Resize or pad the "
-                "input (e.g. 256x192 or 384x288)."
+                f"input to multiples of {divisor}."
             )
 
 

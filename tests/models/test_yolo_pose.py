@@ -251,3 +251,17 @@ def test_full_size_params_and_macs(name, params, gmacs):
     print(f"{name}: {count_params(model):,} params, {macs:.4f} GMACs")
     # The README gives 3 decimals (8.5735 is listed as 8.573).
     assert abs(macs - gmacs) < 1e-3
+
+
+def test_sigmas_reach_the_loss_and_the_config():
+    from kerapose.data.keypoint_specs import CROWDPOSE_14
+
+    backbone = YOLOPoseBackbone(
+        width_multiple=0.0625, depth_multiple=0.33, image_shape=(64, 64, 3)
+    )
+    sigmas = list(CROWDPOSE_14.sigmas)
+    model = YOLOPoseEstimator(backbone, num_keypoints=14, sigmas=sigmas)
+    assert model.get_config()["sigmas"] == pytest.approx(sigmas)
+    assert model.loss_fn.get_config()["sigmas"] == pytest.approx(sigmas)
+    with pytest.raises(ValueError, match="one per keypoint"):
+        YOLOPoseEstimator(backbone, num_keypoints=14, sigmas=sigmas[:3])

@@ -55,6 +55,8 @@ class YOLOPoseEstimator(PoseEstimator):
             depthwise 3x3 and five 1x1 conv units before the keypoint conv),
             as the published s6 and m6 checkpoints use. `False` gives a
             single 1x1 conv (TI-lite). Defaults to `True`.
+        sigmas: per-keypoint OKS sigmas for the loss (the keypoint spec's
+            `sigmas`); `None` is COCO's and needs 17 keypoints.
         dtype: `None`, str or `keras.DTypePolicy` of the heads.
 
     Example:
@@ -74,6 +76,7 @@ class YOLOPoseEstimator(PoseEstimator):
         anchors=None,
         decoder=None,
         depthwise_keypoint_head=True,
+        sigmas=None,
         dtype=None,
         **kwargs,
     ):
@@ -124,6 +127,14 @@ class YOLOPoseEstimator(PoseEstimator):
         self.depthwise_keypoint_head = bool(depthwise_keypoint_head)
         self._decoder = decoder
         self._loss_fn = None
+        # OKS sigmas of the loss; `None` means COCO's (17 keypoints only).
+        self.sigmas = None if sigmas is None else [float(v) for v in sigmas]
+        if self.sigmas is not None and len(self.sigmas) != num_keypoints:
+            raise ValueError(
+                f"`sigmas` has {len(self.sigmas)} values for {num_keypoints} "
+                "keypoints; pass one per keypoint (the keypoint spec's "
+                "`sigmas`)."
+            )
 
     @property
     def head_prefixes(self):
@@ -153,6 +164,7 @@ class YOLOPoseEstimator(PoseEstimator):
                 anchors=self.anchors,
                 strides=self.strides,
                 num_keypoints=self.num_keypoints,
+                sigmas=self.sigmas,
             )
         return self._loss_fn
 
@@ -202,6 +214,7 @@ class YOLOPoseEstimator(PoseEstimator):
                 if decoder is None
                 else keras.saving.serialize_keras_object(decoder),
                 "depthwise_keypoint_head": self.depthwise_keypoint_head,
+                "sigmas": self.sigmas,
             }
         )
         return config
