@@ -6,6 +6,7 @@ Two protocols: grouping on the 1/4 maps (AE hourglass) and on maps
 projected to the 512x512 input (HigherHRNet `PROJECT2IMAGE`, with a 1/2
 heatmap output too). Times are medians of `--repeats` runs after a warm-up,
 decode (keras.ops, eager) and grouping (NumPy/SciPy) separately.
+`bench/bottom_up_latency.py` runs `measure` on every backend.
 
     KERAS_BACKEND=jax python bench/bottom_up_grouping.py
 """
@@ -75,32 +76,57 @@ def run(outputs, project, max_people):
     return t1 - t0, t2 - t1, len(people)
 
 
+def measure(people=(1, 5, 20, 50), repeats=3):
+    """One row per (protocol, people): decode and grouping seconds."""
+    rows = []
+    for project in (False, True):
+        name = "HigherHRNet (512x512 maps)" if project else "AE (128x128 maps)"
+        for n in people:
+            outputs = synthetic_outputs(n)
+            # Official top k is 30: more people need a larger one.
+            top_k = 30 if n <= 30 else 64
+            run(outputs, project, top_k)  # warm-up (and JAX compiles)
+            times = [run(outputs, project, top_k) for _ in range(repeats)]
+            decode, group, found = (
+                float(np.median([t[i] for t in times])) for i in range(3)
+            )
+            rows.append(
+                {
+                    "protocol": name,
+                    "project": project,
+                    "people": n,
+                    "top_k": top_k,
+                    "found": int(found),
+                    "decode_s": decode,
+                    "group_s": group,
+                }
+            )
+    return rows
+
+
+def table(rows):
+    lines = [
+        "| backend | protocol | people | top k | found | decode ms "
+        "| grouping ms | total ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        backend = r.get("backend", keras.backend.backend())
+        lines.append(
+            f"| {backend} | {r['protocol']} | {r['people']} | {r['top_k']} "
+            f"| {r['found']} | {r['decode_s'] * 1e3:.1f} "
+            f"| {r['group_s'] * 1e3:.1f} "
+            f"| {(r['decode_s'] + r['group_s']) * 1e3:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, nargs="+", default=[1, 5, 20, 50])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    print(f"backend: {keras.backend.backend()}")
-    print(
-        "| protocol | people | top k | found | decode ms | grouping ms "
-        "| total ms |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for project in (False, True):
-        name = "HigherHRNet (512x512 maps)" if project else "AE (128x128 maps)"
-        for n in args.people:
-            outputs = synthetic_outputs(n)
-            # Official top k is 30: more people need a larger one.
-            top_k = 30 if n <= 30 else 64
-            run(outputs, project, top_k)  # warm-up (and JAX compiles)
-            times = [run(outputs, project, top_k) for _ in range(args.repeats)]
-            decode, group, found = (
-                np.median([t[i] for t in times]) for i in range(3)
-            )
-            print(
-                f"| {name} | {n} | {top_k} | {int(found)} | {decode * 1e3:.1f} "
-                f"| {group * 1e3:.1f} | {(decode + group) * 1e3:.1f} |"
-            )
+    print(table(measure(args.people, args.repeats)))
 
 
 if __name__ == "__main__":
