@@ -17,6 +17,7 @@ import numpy as np
 from kerapose.eval.coco_evaluator import COCOEvaluator
 from kerapose.eval.protocol import resolve_use_area
 from kerapose.eval.top_down import _verbosity
+from kerapose.eval.whole_image import whole_image_ground_truth
 from kerapose.inference.bottom_up import predict_image_bottom_up
 from kerapose.inference.image_io import read_image
 
@@ -175,29 +176,15 @@ def evaluate_bottom_up(
         the CrowdPose levels for CrowdPose-format files, and
         `num_predictions`.
     """
-    from kerapose.data.coco_images import load_coco_images
-
     level = _verbosity(verbose)
     resolve_use_area(use_area)  # a bad value fails before any work
-    records, report = load_coco_images(
+    records, spec, evaluator = whole_image_ground_truth(
+        model,
         ann_file,
         image_dir,
-        spec=spec,
-        keep_empty=True,
-        keypoint_field=keypoint_field,
-    )
-    spec = report.spec
-    if spec.num_keypoints != int(model.num_keypoints):
-        raise ValueError(
-            f"{ann_file} has {spec.num_keypoints} keypoints, the model "
-            f"{model.num_keypoints}."
-        )
-    # Built before the model runs: a file pycocotools cannot use fails now.
-    evaluator = COCOEvaluator.from_spec(
-        ann_file,
         spec,
         use_area,
-        keypoint_field=keypoint_field,
+        keypoint_field,
         verbose=level >= 2,
     )
     preds = predict_images_bottom_up(

@@ -21,6 +21,7 @@ from pycocotools.cocoeval import COCOeval
 from kerapose.eval.coco_evaluator import COCOEvaluator
 from kerapose.eval.protocol import resolve_use_area
 from kerapose.eval.top_down import _verbosity
+from kerapose.eval.whole_image import whole_image_ground_truth
 from kerapose.inference.yolo_pose import EVAL_IOU_THRESHOLD
 from kerapose.inference.yolo_pose import EVAL_SCORE_THRESHOLD
 from kerapose.inference.yolo_pose import predict_images_single_stage
@@ -252,30 +253,17 @@ def evaluate_single_stage(
         `AR`, ...), box metrics (`bbox_AP`, `bbox_AP50`, ...) and
         `num_predictions`.
     """
-    from kerapose.data.coco_images import load_coco_images
-
     level = _verbosity(verbose)
     resolve_use_area(use_area)  # a bad value fails before any work
     if int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be >= 1. Received {batch_size}")
-    records, report = load_coco_images(
+    records, spec, evaluator = whole_image_ground_truth(
+        model,
         ann_file,
         image_dir,
-        spec=spec,
-        keep_empty=True,
-        keypoint_field=keypoint_field,
-    )
-    spec = report.spec
-    if spec.num_keypoints != int(model.num_keypoints):
-        raise ValueError(
-            f"{ann_file} has {spec.num_keypoints} keypoints, the model "
-            f"{model.num_keypoints}."
-        )
-    evaluator = COCOEvaluator.from_spec(
-        ann_file,
         spec,
         use_area,
-        keypoint_field=keypoint_field,
+        keypoint_field,
         verbose=level >= 2,
     )
     preds = predict_dataset_single_stage(
