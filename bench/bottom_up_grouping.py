@@ -5,7 +5,8 @@ heatmaps and one tag per joint, flip test), N people with distinct tags.
 Two protocols: grouping on the 1/4 maps (AE hourglass) and on maps
 projected to the 512x512 input (HigherHRNet `PROJECT2IMAGE`, with a 1/2
 heatmap output too). Times are medians of `--repeats` runs after a warm-up,
-decode (keras.ops, eager) and grouping (NumPy/SciPy) separately.
+decode (keras.ops, compiled by Keras' predict loop, eager on torch)
+and grouping (NumPy/SciPy) separately.
 `bench/bottom_up_latency.py` runs `measure` on every backend.
 
     KERAS_BACKEND=jax python bench/bottom_up_grouping.py
@@ -20,6 +21,7 @@ import numpy as np
 from kerapose.codecs import AssociativeEmbeddingDecoder
 from kerapose.data.keypoint_specs import COCO_17
 from kerapose.inference import grouping
+from kerapose.inference.compiled import run_compiled
 
 K = 17
 
@@ -57,12 +59,15 @@ def run(outputs, project, max_people):
     )
     maps = outputs if project else outputs[:1]
     t0 = time.perf_counter()
-    result = dec(
-        [m[:1] for m in maps],
-        [m[1:] for m in maps],
-        project_size=(512, 512) if project else None,
+    # As `decode_bottom_up_outputs` runs it: one compiled function.
+    arrays = run_compiled(
+        ("bench", project, max_people),
+        lambda m: dec.candidates(
+            m, (1,), True, (512, 512) if project else None
+        ),
+        (tuple(maps),),
     )
-    arrays = {k: keras.ops.convert_to_numpy(v)[0] for k, v in result.items()}
+    arrays = {k: v[0] for k, v in arrays.items()}
     t1 = time.perf_counter()
     people, _ = grouping.group_people(
         arrays["values"],

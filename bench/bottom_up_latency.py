@@ -3,10 +3,12 @@ and top-down pay as the number of people N grows.
 
 One process per Keras backend (TensorFlow graph, JAX jit, PyTorch eager).
 In each: forward passes timed in turns (round-robin, so load changes hit
-all alike), batch 1 at 512x512 for the bottom-up networks, HRNet-W32 at
-256x192 at batch N (N person crops) for top-down; then decode + grouping
-(`bottom_up_grouping.measure`, synthetic maps with N people). Prints
-tables; `--write` also updates BENCHMARKS.md.
+all alike), all with the official flip test: batch 2 (image and mirror)
+at 512x512 for the bottom-up networks, HRNet-W32 at 256x192 at batch 2N
+(N person crops and their mirrors) for top-down; then decode + grouping
+(`bottom_up_grouping.measure`, synthetic maps with N people, compiled as
+`predict_image_bottom_up` runs it). Prints tables; `--write` also
+updates BENCHMARKS.md.
 
     python bench/bottom_up_latency.py [--write] [--runs 5]
 """
@@ -26,7 +28,7 @@ BOTTOM_UP = (
     ("hourglass_ae", "AE hourglass"),
 )
 TOP_DOWN = "hrnet_w32"
-PEOPLE = (1, 5, 20)
+PEOPLE = (1, 5, 20, 50)
 # Which grouping protocol each network's official test uses.
 PROTOCOL = {"higherhrnet_w32": True, "hourglass_ae": False}
 
@@ -68,7 +70,8 @@ def worker(backend, runs, names):
         model = zoo.load(name, compile=False)
         macs = count_macs(model)
         fn = _runner(model, backend)
-        for batch in (1,) if name != names[-1] else PEOPLE:
+        top_down = name == names[-1]
+        for batch in [2 * n for n in PEOPLE] if top_down else (2,):
             x = (
                 np.random.default_rng(0)
                 .normal(size=(batch, *model.input_shape[1:]))
@@ -132,8 +135,9 @@ def tables(result, runs):
         for r in result["grouping"]
     }
     lines = [
-        "Forward pass, batch 1 at 512x512 (HRNet-W32 at 256x192 for "
-        f"reference), median of {runs} runs after two warm-up calls:",
+        "Forward pass with the flip test, batch 2 (an image and its "
+        "mirror) at 512x512 (HRNet-W32: one 256x192 crop and its mirror), "
+        f"median of {runs} runs after two warm-up calls:",
         "",
         "| backend | mode | model | GMACs / image | ms |",
         "|---|---|---|---|---|",
@@ -141,7 +145,7 @@ def tables(result, runs):
     labels = dict(BOTTOM_UP)
     for backend in MODE:
         for name in [n for n, _ in BOTTOM_UP] + [TOP_DOWN]:
-            r = fwd[(backend, name, 1)]
+            r = fwd[(backend, name, 2)]
             lines.append(
                 f"| {backend} | {MODE[backend]} | "
                 f"{labels.get(name, 'HRNet-W32 (256x192)')} (`{name}`) "
@@ -151,19 +155,19 @@ def tables(result, runs):
         "",
         "Decode + grouping time per image (`bench/bottom_up_grouping.py`'s "
         "synthetic maps with N people, flip test, median of "
-        f"{runs} runs), on each backend (decode is eager keras.ops, grouping "
-        "NumPy/SciPy):",
+        f"{runs} runs), on each backend (decode is keras.ops compiled by "
+        "Keras' predict loop as `predict_image_bottom_up` runs it: "
+        "tf.function, jax.jit, eager on PyTorch; grouping NumPy/SciPy):",
         "",
         table(result["grouping"]),
         "",
-        "Where each pays, one image with N people, ms: bottom-up = one "
-        "forward (batch 1, 512x512) + decode + grouping of its official "
-        "protocol (HigherHRNet on maps projected to 512x512, AE on the "
-        "128x128 maps); top-down = HRNet-W32 256x192 on the N crops in one "
-        "batch (forward only: the person detector and the per-crop decode "
-        "are not counted). No flip test in the forward passes; the decode "
-        "times include flip aggregation (a slight overestimate). 'decode "
-        "share' is decode + grouping over the bottom-up forward.",
+        "Where each pays, one image with N people, ms, flip test on both "
+        "sides: bottom-up = one forward (batch 2, 512x512) + decode + "
+        "grouping of its official protocol (HigherHRNet on maps projected "
+        "to 512x512, AE on the 128x128 maps); top-down = HRNet-W32 256x192 "
+        "on the N crops and their mirrors in one batch (forward only: the "
+        "person detector and the per-crop decode are not counted). "
+        "'decode share' is decode + grouping over the bottom-up forward.",
         "",
         "| backend | N | HigherHRNet-W32 | decode share | AE hourglass "
         "| decode share | top-down HRNet-W32 (N crops) |",
@@ -173,13 +177,13 @@ def tables(result, runs):
         for n in PEOPLE:
             cells = []
             for name, _ in BOTTOM_UP:
-                forward = fwd[(backend, name, 1)]["ms"]
+                forward = fwd[(backend, name, 2)]["ms"]
                 post = grp[(backend, PROTOCOL[name], n)] * 1e3
                 cells += [
                     f"{forward + post:.0f}",
                     f"{100 * post / forward:.1f}%",
                 ]
-            top = fwd[(backend, TOP_DOWN, n)]["ms"]
+            top = fwd[(backend, TOP_DOWN, 2 * n)]["ms"]
             lines.append(
                 f"| {backend} | {n} | {' | '.join(cells)} | {top:.0f} |"
             )
@@ -203,9 +207,9 @@ def main():
     load_after = open("/proc/loadavg").read().split()[:3]
     text = (
         f"Load average (1, 5, 15 min) {' '.join(load)} before and "
-        f"{' '.join(load_after)} after the run: the 2 cores are shared with "
-        "another benchmark and a test run, so absolute times are noisy; the "
-        "ratios within one backend (same process, same turns) hold better."
+        f"{' '.join(load_after)} after the run (2 cores; above 0.5 means "
+        "something else ran beside it and absolute times are inflated; the "
+        "ratios within one backend, same process and turns, hold better)."
         "\n\n" + tables(result, args.runs)
     )
     print(text)

@@ -15,7 +15,6 @@ import dataclasses
 import math
 
 import cv2
-import keras
 import numpy as np
 
 from kerapose.codecs.associative_embedding import AssociativeEmbeddingDecoder
@@ -25,6 +24,7 @@ from kerapose.data.transforms import IMAGENET_STD
 from kerapose.inference import grouping
 from kerapose.inference.affine import apply_matrix
 from kerapose.inference.affine import crop_matrix
+from kerapose.inference.compiled import run_compiled
 from kerapose.inference.image_io import read_image
 from kerapose.inference.results import PoseResult
 
@@ -385,24 +385,25 @@ def decode_bottom_up_outputs(
                 + (" and its mirror image" if flip else "")
                 + ")."
             )
-        plain = [m[:1] for m in maps]
-        flipped = [m[1:] for m in maps] if flip else None
-        per_scale.append(
-            decoder.aggregate(
-                plain, flipped, base.size if project_to_input else None
-            )
-        )
-    heatmaps, tags = decoder.merge_scales(per_scale, order, project_to_input)
-    candidates = decoder.top_k(heatmaps, tags)
+        per_scale.append(tuple(maps))
+    project = tuple(base.size) if project_to_input else None
     num_keypoints = decoder.num_keypoints
-    if decoder.max_heatmap_value is not None:
-        heatmaps = keras.ops.minimum(heatmaps, decoder.max_heatmap_value)
-    heatmaps = keras.ops.convert_to_numpy(heatmaps)[0]
-    tags = keras.ops.convert_to_numpy(tags)[0]
+
+    def decode(maps):
+        return decoder.candidates(maps, order, flip, project)
+
+    config = repr(sorted(decoder.get_config().items()))
+    candidates = run_compiled(
+        ("bottom_up", config, tuple(order), bool(flip), project),
+        decode,
+        tuple(per_scale),
+    )
+    heatmaps = candidates["heatmaps"][0]
+    tags = candidates["tag_maps"][0]
     people, scores = grouping.group_people(
-        keras.ops.convert_to_numpy(candidates["values"])[0],
-        keras.ops.convert_to_numpy(candidates["tags"])[0],
-        keras.ops.convert_to_numpy(candidates["locations"])[0],
+        candidates["values"][0],
+        candidates["tags"][0],
+        candidates["locations"][0],
         heatmaps,
         tags,
         max_people=decoder.max_people,

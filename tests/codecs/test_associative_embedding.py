@@ -113,6 +113,29 @@ def test_top_k_after_max_pool_nms(outputs):
         np.testing.assert_allclose(got_tags[peak], want_tags[peak])
 
 
+@pytest.mark.parametrize("size", [(24, 20), (12, 30), (18, 15), (6, 5)])
+def test_resize_matches_bilinear_half_pixel(outputs, size):
+    # Integer factors take the shifted-blend path, others the general one.
+    from kerapose.codecs.associative_embedding import _resize
+
+    out0, _ = outputs
+    got = keras.ops.convert_to_numpy(_resize(out0, size))
+    np.testing.assert_allclose(got, resize_reference(out0, size), atol=1e-5)
+
+
+def test_top_k_gathers_every_tag_dimension(outputs):
+    out0, _ = outputs
+    heatmaps = out0[..., :K]
+    tags = np.stack([out0[..., K:], -2 * out0[..., K:]], axis=-1)
+    result = decoder().top_k(heatmaps, tags)
+    loc = keras.ops.convert_to_numpy(result["locations"])
+    b, j = np.meshgrid(np.arange(2), np.arange(K), indexing="ij")
+    want = tags[b[..., None], loc[..., 1], loc[..., 0], j[..., None]]
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(result["tags"]), want
+    )
+
+
 def test_merge_scales_averages_heatmaps_and_keeps_scale_one_tags():
     big = (np.ones((1, 8, 8, K)), np.full((1, 8, 8, K, 2), 1.0))
     small = (np.full((1, 4, 4, K), 3.0), np.full((1, 4, 4, K, 2), 5.0))
