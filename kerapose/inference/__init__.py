@@ -1,4 +1,4 @@
-"""Inference on images: crops, prediction, results and drawing."""
+"""Inference on images and video: prediction, results, drawing, tracking."""
 
 from kerapose.inference.boxes import read_boxes_file as read_boxes_file
 from kerapose.inference.boxes import validate_boxes as validate_boxes
@@ -6,9 +6,15 @@ from kerapose.inference.draw import draw_poses as draw_poses
 from kerapose.inference.image_io import read_image as read_image
 from kerapose.inference.predict import predict_image as predict_image
 from kerapose.inference.results import PoseResult as PoseResult
+from kerapose.inference.smoothing import KeypointSmoother as KeypointSmoother
+from kerapose.inference.smoothing import OneEuroFilter as OneEuroFilter
+from kerapose.inference.tracking import PoseTracker as PoseTracker
 
 __all__ = [
+    "KeypointSmoother",
+    "OneEuroFilter",
     "PoseResult",
+    "PoseTracker",
     "draw_poses",
     "predict_image",
     "read_boxes_file",

@@ -13,7 +13,13 @@ _PALETTE = [
 
 
 def draw_poses(
-    image, keypoints, keypoint_scores, skeleton, boxes=None, threshold=0.3
+    image,
+    keypoints,
+    keypoint_scores,
+    skeleton,
+    boxes=None,
+    threshold=0.3,
+    track_ids=None,
 ):
     """Returns a copy of an RGB image with skeletons (and boxes) drawn.
 
@@ -23,6 +29,10 @@ def draw_poses(
         keypoint_scores: (N, K). Joints at or below `threshold` are skipped.
         skeleton: pairs of 0-based keypoint indices.
         boxes: optional (N, 4) boxes as (x, y, w, h).
+        threshold: float. Score a joint must exceed to be drawn.
+            Defaults to 0.3.
+        track_ids: optional (N,) ints, written at each box's top-left
+            corner (at the first keypoint without boxes).
     """
     canvas = np.ascontiguousarray(image).copy()
     size = max(canvas.shape[:2])
@@ -42,4 +52,17 @@ def draw_poses(
             if scores[k] > threshold:
                 center = tuple(int(round(v)) for v in point)
                 cv2.circle(canvas, center, radius, (255, 0, 0), -1, cv2.LINE_AA)
+        if track_ids is not None:
+            anchor = boxes[n][:2] if boxes is not None else points[0]
+            x, y = (int(round(v)) for v in anchor)
+            cv2.putText(
+                canvas,
+                str(int(track_ids[n])),
+                (x, max(y - 2, 10)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                max(0.4, size / 1500),
+                (255, 255, 255),
+                max(1, thickness // 2),
+                cv2.LINE_AA,
+            )
     return canvas

@@ -29,6 +29,8 @@ class PoseResult:
         scores: (N,) float, person scores.
         image_shape: (H, W) of the image.
         skeleton: pairs of 0-based keypoint indices, for drawing.
+        track_ids: (N,) int identities across video frames, set by
+            `PoseTracker.update`; None for a single image.
     """
 
     keypoints: np.ndarray
@@ -37,6 +39,7 @@ class PoseResult:
     scores: np.ndarray
     image_shape: tuple
     skeleton: tuple = ()
+    track_ids: np.ndarray | None = None
 
     def __len__(self):
         return len(self.keypoints)
@@ -56,23 +59,28 @@ class PoseResult:
             self.skeleton,
             boxes=self.boxes,
             threshold=threshold,
+            track_ids=self.track_ids,
         )
 
     def to_coco(self, image_id, category_id=1):
-        """COCO keypoint results (list of dicts) for this image."""
+        """COCO keypoint results (list of dicts) for this image.
+
+        Each dict carries `track_id` as well when `track_ids` is set.
+        """
         out = []
-        for kpts, kscores, score in zip(
-            self.keypoints, self.keypoint_scores, self.scores
+        for n, (kpts, kscores, score) in enumerate(
+            zip(self.keypoints, self.keypoint_scores, self.scores)
         ):
             flat = np.concatenate([kpts, kscores[:, None]], axis=1)
-            out.append(
-                {
-                    "image_id": image_id,
-                    "category_id": category_id,
-                    "keypoints": [_number(v, 3) for v in flat.ravel()],
-                    "score": _number(score),
-                }
-            )
+            entry = {
+                "image_id": image_id,
+                "category_id": category_id,
+                "keypoints": [_number(v, 3) for v in flat.ravel()],
+                "score": _number(score),
+            }
+            if self.track_ids is not None:
+                entry["track_id"] = int(self.track_ids[n])
+            out.append(entry)
         return out
 
     def to_json(self, image_id=0):

@@ -41,6 +41,21 @@ def crop_people(image, centers, scales, input_size):
     return (crops - IMAGENET_MEAN) / IMAGENET_STD
 
 
+def _run_in_buckets(model, crops, batch_size):
+    """Heatmaps of crops in chunks of `batch_size`, each zero-padded to a
+    power of two: a handful of batch shapes, so JAX and TensorFlow compile
+    a few functions, not one per people count."""
+    out = []
+    for start in range(0, len(crops), batch_size):
+        chunk = crops[start : start + batch_size]
+        size = min(batch_size, 1 << (len(chunk) - 1).bit_length())
+        pad = np.zeros((size - len(chunk),) + chunk.shape[1:], chunk.dtype)
+        heatmaps = model.predict_on_batch(np.concatenate([chunk, pad]))
+        heatmaps = keras.ops.convert_to_numpy(heatmaps["heatmaps"])
+        out.append(heatmaps[: len(chunk)])
+    return np.concatenate(out)
+
+
 def predict_heatmaps(model, crops, flip_indices=None, batch_size=32):
     """Heatmaps (N, h, w, K) of normalised crops, optionally flip-tested.
 
@@ -48,20 +63,13 @@ def predict_heatmaps(model, crops, flip_indices=None, batch_size=32):
     back, with left/right channels swapped and shifted one pixel to the
     right, as the official HRNet test does.
     """
-    heatmaps = model.predict(crops, batch_size=batch_size, verbose=0)[
-        "heatmaps"
-    ]
-    heatmaps = keras.ops.convert_to_numpy(heatmaps)
+    heatmaps = _run_in_buckets(model, crops, batch_size)
     if flip_indices is None:
         return heatmaps
-    flipped = model.predict(
-        np.ascontiguousarray(crops[:, :, ::-1]),
-        batch_size=batch_size,
-        verbose=0,
-    )["heatmaps"]
-    flipped = keras.ops.convert_to_numpy(flipped)[:, :, ::-1][
-        ..., list(flip_indices)
-    ]
+    flipped = _run_in_buckets(
+        model, np.ascontiguousarray(crops[:, :, ::-1]), batch_size
+    )
+    flipped = flipped[:, :, ::-1][..., list(flip_indices)]
     shifted = np.zeros_like(flipped)
     shifted[:, :, 1:] = flipped[:, :, :-1]
     return (heatmaps + shifted) * 0.5
@@ -128,43 +136,109 @@ def predict_image(
             another length than `boxes`.
     """
     image = read_image(image)
-    height, width = image.shape[:2]
-    if boxes is None:
-        boxes = np.array([[0, 0, width, height]], np.float32)
-    boxes = validate_boxes(boxes, (height, width))
-    box_scores = _check_box_scores(box_scores, len(boxes))
+    return predict_images(
+        model,
+        [image],
+        None if boxes is None else [boxes],
+        None if box_scores is None else [box_scores],
+        flip_test=flip_test,
+        spec=spec,
+    )[0]
+
+
+def predict_images(
+    model,
+    images,
+    boxes=None,
+    box_scores=None,
+    flip_test=False,
+    spec: KeypointSpec | None = None,
+    batch_size=32,
+):
+    """`predict_image` on several images, all crops through one batch.
+
+    The people of every image are cropped, run through the network
+    together (`batch_size` crops per call) and split back per image:
+    one network call per batch of crops, not one per person.
+
+    Args:
+        model: `kerapose.models.TopDownPoseEstimator`.
+        images: list of paths or RGB arrays.
+        boxes: list with one (N_i, 4) `(x, y, w, h)` array per image, or
+            `None` for the whole image as one person (also per entry).
+        box_scores: list of (N_i,) detector scores (or `None` entries).
+        flip_test, spec: see `predict_image`.
+        batch_size: int. Crops per network call. Defaults to `32`.
+
+    Returns:
+        list of `PoseResult`, one per image.
+    """
+    images = [read_image(im) for im in images]
+    n = len(images)
+    boxes = [None] * n if boxes is None else list(boxes)
+    box_scores = [None] * n if box_scores is None else list(box_scores)
+    if len(boxes) != n or len(box_scores) != n:
+        raise ValueError(
+            f"Give one entry of `boxes` and `box_scores` per image: {n} "
+            f"images, {len(boxes)} box entries, {len(box_scores)} score "
+            "entries."
+        )
     if spec is None:
         spec = spec_for_num_keypoints(model.num_keypoints)
+    skeleton = spec.skeleton if spec else ()
     input_size = tuple(model.input_shape[1:3])
     if None in input_size:
         input_size = model.codec.input_size
-    if len(boxes) == 0:
-        k = model.num_keypoints
-        return PoseResult(
-            np.zeros((0, k, 2), np.float32),
-            np.zeros((0, k), np.float32),
-            boxes,
-            np.zeros(0, np.float32),
-            (height, width),
-            spec.skeleton if spec else (),
-        )
     aspect = input_size[1] / input_size[0]
-    centers, scales = zip(*(box_to_center_scale(b, aspect) for b in boxes))
-    crops = crop_people(image, centers, scales, input_size)
-    heatmaps = predict_heatmaps(
-        model, crops, spec.flip_indices if flip_test and spec else None
-    )
-    keypoints, keypoint_scores = model.codec.decode(heatmaps)
-    keypoints = keypoints_to_image(
-        keras.ops.convert_to_numpy(keypoints), centers, scales, input_size
-    )
-    keypoint_scores = keras.ops.convert_to_numpy(keypoint_scores)
-    return PoseResult(
-        keypoints=keypoints,
-        keypoint_scores=keypoint_scores,
-        boxes=boxes,
-        # The official rescoring, as the evaluation does it.
-        scores=_rescore(keypoint_scores, box_scores),
-        image_shape=(height, width),
-        skeleton=spec.skeleton if spec else (),
-    )
+    per_image, crops = [], []
+    for image, b, sc in zip(images, boxes, box_scores):
+        height, width = image.shape[:2]
+        if b is None:
+            b = np.array([[0, 0, width, height]], np.float32)
+        b = validate_boxes(b, (height, width))
+        sc = _check_box_scores(sc, len(b))
+        centers, scales = (
+            zip(*(box_to_center_scale(x, aspect) for x in b))
+            if len(b)
+            else ((), ())
+        )
+        if len(b):
+            crops.append(crop_people(image, centers, scales, input_size))
+        per_image.append((b, sc, centers, scales, (height, width)))
+    k = model.num_keypoints
+    if crops:
+        heatmaps = predict_heatmaps(
+            model,
+            np.concatenate(crops),
+            spec.flip_indices if flip_test and spec else None,
+            batch_size=batch_size,
+        )
+        all_keypoints, all_scores = model.codec.decode(heatmaps)
+        all_keypoints = keras.ops.convert_to_numpy(all_keypoints)
+        all_scores = keras.ops.convert_to_numpy(all_scores)
+    results, start = [], 0
+    for b, sc, centers, scales, shape in per_image:
+        stop = start + len(b)
+        if len(b) == 0:
+            keypoints = np.zeros((0, k, 2), np.float32)
+            keypoint_scores = np.zeros((0, k), np.float32)
+            scores = np.zeros(0, np.float32)
+        else:
+            keypoints = keypoints_to_image(
+                all_keypoints[start:stop], centers, scales, input_size
+            )
+            keypoint_scores = all_scores[start:stop]
+            # The official rescoring, as the evaluation does it.
+            scores = _rescore(keypoint_scores, sc)
+        results.append(
+            PoseResult(
+                keypoints=keypoints,
+                keypoint_scores=keypoint_scores,
+                boxes=b,
+                scores=scores,
+                image_shape=shape,
+                skeleton=skeleton,
+            )
+        )
+        start = stop
+    return results
