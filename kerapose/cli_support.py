@@ -10,6 +10,15 @@ import sys
 from pathlib import Path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Containers OpenCV reads; the codec OpenCV writes into each.
+VIDEO_FOURCC = {
+    ".mp4": "mp4v",
+    ".avi": "MJPG",
+    ".mov": "mp4v",
+    ".mkv": "mp4v",
+    ".webm": "VP80",
+}
+VIDEO_SUFFIXES = tuple(VIDEO_FOURCC)
 
 
 def check_model_name(name) -> None:

@@ -232,7 +232,11 @@ class PosePipeline:
 
     # ------------------------------------------------------------ run
 
-    def _predict(self, images, names):
+    def predict(self, images, names=None):
+        """Results of decoded RGB images (a list), in order; `names` are
+        handed to a callable or file detector."""
+        if names is None:
+            names = [f"array_{i}" for i in range(len(images))]
         if self.task == "top_down":
             from kerapose.inference.top_down import predict_images
 
@@ -280,7 +284,7 @@ class PosePipeline:
                 names.append(name)
             if not images:
                 continue
-            results += self._predict(images, names)
+            results += self.predict(images, names)
             self.names += names
         self.report.images_done = len(results)
         return results
