@@ -66,3 +66,57 @@ def draw_poses(
                 cv2.LINE_AA,
             )
     return canvas
+
+
+def draw_grid(images, columns=None, cell=(240, 320), pad=2):
+    """Tiles RGB images (each resized to fit `cell`, aspect kept) into one.
+
+    Args:
+        images: list of (H, W, 3) uint8 arrays, e.g. drawn results.
+        columns: images per row. Defaults to the square root, rounded up.
+        cell: (height, width) of each tile.
+        pad: pixels between tiles (black).
+    """
+    if not images:
+        raise ValueError("draw_grid needs at least one image.")
+    n = len(images)
+    columns = int(columns or np.ceil(np.sqrt(n)))
+    if columns < 1:
+        raise ValueError(f"`columns` must be >= 1. Received: {columns}")
+    rows = -(-n // columns)
+    ch, cw = cell
+    grid = np.zeros(
+        (rows * ch + (rows - 1) * pad, columns * cw + (columns - 1) * pad, 3),
+        np.uint8,
+    )
+    for i, image in enumerate(images):
+        h, w = image.shape[:2]
+        scale = min(ch / h, cw / w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        tile = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        y = (i // columns) * (ch + pad) + (ch - size[1]) // 2
+        x = (i % columns) * (cw + pad) + (cw - size[0]) // 2
+        grid[y : y + size[1], x : x + size[0]] = tile
+    return grid
+
+
+def overlay_heatmaps(image, heatmaps, alpha=0.5):
+    """An RGB crop with the maximum over joints of its heatmaps on top.
+
+    For debugging a top-down model: `heatmaps` (h, w, K) of the crop
+    (e.g. `predict_heatmaps` output for one person) are upsampled to the
+    image, clipped to [0, 1] and blended in as a JET colour map.
+    """
+    heatmaps = np.asarray(heatmaps, np.float32)
+    if heatmaps.ndim != 3:
+        raise ValueError(
+            "`heatmaps` must be (h, w, K) of one crop. Received shape "
+            f"{heatmaps.shape}."
+        )
+    h, w = image.shape[:2]
+    peak = np.clip(heatmaps.max(axis=-1), 0.0, 1.0)
+    peak = cv2.resize(peak, (w, h), interpolation=cv2.INTER_LINEAR)
+    color = cv2.applyColorMap(np.uint8(peak * 255), cv2.COLORMAP_JET)
+    color = cv2.cvtColor(color, cv2.COLOR_BGR2RGB)
+    blended = image.astype(np.float32) * (1 - alpha) + color * alpha
+    return np.clip(blended, 0, 255).astype(np.uint8)
