@@ -4,7 +4,7 @@
 Keras nor TensorFlow. The other commands check their input and output
 paths before loading anything slow, and keep TensorFlow's log lines off the
 terminal unless `--verbose`. Exit status: 0 done, 1 nothing listed or a
-failed TFLite check, 2 an error (the message says what to do).
+failed TFLite / ONNX check, 2 an error (the message says what to do).
 """
 
 import argparse
@@ -13,21 +13,10 @@ import os
 import sys
 from pathlib import Path
 
-from kerapose.cli_support import IMAGE_SUFFIXES
 from kerapose.cli_support import check_model_name
 from kerapose.cli_support import check_output_path
 from kerapose.cli_support import check_written
 from kerapose.cli_support import quiet_native_logs
-
-# Containers OpenCV reads; the codec OpenCV writes into each.
-VIDEO_FOURCC = {
-    ".mp4": "mp4v",
-    ".avi": "MJPG",
-    ".mov": "mp4v",
-    ".mkv": "mp4v",
-    ".webm": "VP80",
-}
-VIDEO_SUFFIXES = tuple(VIDEO_FOURCC)
 
 
 def _cmd_list(args):
@@ -84,162 +73,10 @@ def _cmd_convert(args):
     print(f"Wrote {out}")
 
 
-def _load_boxes(path):
-    from kerapose.inference.boxes import read_boxes_file
-
-    return read_boxes_file(path)  # (boxes, scores or None)
-
-
-def _check_predict_paths(args):
-    """Input and output checks of `predict`, before the model loads."""
-    check_model_name(args.name)
-    source = Path(args.source)
-    if not source.is_file():
-        kind = "Video" if args.video else "Image"
-        raise FileNotFoundError(f"{kind} file not found: {source}")
-    if args.name_is_dir and (args.num_keypoints or args.input_size):
-        raise ValueError(
-            "--num-keypoints and --input-size apply to zoo names; the preset "
-            f"directory {args.name} fixes both."
-        )
-    if args.boxes and args.video:
-        raise ValueError(
-            "--boxes applies to an image; each video frame is one person box."
-        )
-    if args.video:
-        _open_capture(source).release()
-    if args.out:
-        suffixes = VIDEO_SUFFIXES if args.video else IMAGE_SUFFIXES
-        option = "--out (the source is a video)" if args.video else "--out"
-        args.out = check_output_path(args.out, suffixes, option)
-        if args.out.resolve() == source.resolve():
-            raise ValueError(f"--out {args.out} would overwrite the input.")
-        if args.video:  # the codec, on a small file that is then removed
-            probe = args.out.with_name(f".probe_{args.out.name}")
-            _open_writer(probe, 25.0, (64, 64)).release()
-            probe.unlink(missing_ok=True)
-    if args.json:
-        args.json = check_output_path(args.json, (".json",), "--json")
-
-
-def _open_capture(path):
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise ValueError(
-            f"Cannot open video {path}: not a video, or in a codec OpenCV "
-            "cannot decode."
-        )
-    return capture
-
-
-def _open_writer(path, fps, size):
-    import cv2
-
-    fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC[path.suffix.lower()])
-    writer = cv2.VideoWriter(str(path), fourcc, fps, size)
-    if not writer.isOpened():
-        raise RuntimeError(
-            f"OpenCV cannot write the video {path} ({path.suffix}); try "
-            ".mp4 or .avi."
-        )
-    return writer
-
-
-def _predict_video(model, args):
-    import cv2
-    import keras
-
-    from kerapose.inference import predict_image
-
-    capture = _open_capture(args.source)
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    bar = None
-    if not args.quiet:
-        bar = keras.utils.Progbar(
-            total if total > 0 else None, unit_name="frame"
-        )
-    writer, results, frame_id = None, [], 0
-    try:
-        while True:
-            ok, bgr = capture.read()
-            if not ok:
-                break
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            result = predict_image(model, rgb, flip_test=args.flip)
-            results += result.to_coco(frame_id)
-            if args.out:
-                if writer is None:
-                    h, w = rgb.shape[:2]
-                    writer = _open_writer(args.out, fps, (w, h))
-                drawn = result.plot(rgb, threshold=args.threshold)
-                writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-            frame_id += 1
-            if bar is not None:
-                bar.update(frame_id)
-    finally:
-        capture.release()
-        if writer is not None:
-            writer.release()
-    if bar is not None and frame_id != total:
-        bar.update(frame_id, finalize=True)
-    if frame_id == 0:
-        raise ValueError(
-            f"Read no frames from {args.source}: the file is empty or in a "
-            "codec OpenCV cannot decode."
-        )
-    print(f"{frame_id} frames, {len(results)} people")
-    if args.out:
-        print(f"Wrote {check_written(args.out, 'video')}")
-    return results
-
-
-def _predict_image(model, args, image, boxes, scores):
-    import cv2
-
-    from kerapose.inference import predict_image
-
-    result = predict_image(
-        model, image, boxes=boxes, box_scores=scores, flip_test=args.flip
-    )
-    for i, (kpts, score) in enumerate(zip(result.keypoints, result.scores)):
-        print(f"person {i}: score {score:.3f}, {len(kpts)} keypoints")
-    if args.out:
-        drawn = result.plot(image, threshold=args.threshold)
-        bgr = cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
-        if not cv2.imwrite(str(args.out), bgr):
-            raise RuntimeError(f"OpenCV could not write the image {args.out}.")
-        print(f"Wrote {check_written(args.out, 'image')}")
-    return result.to_coco(args.image_id)
-
-
 def _cmd_predict(args):
-    args.video = Path(args.source).suffix.lower() in VIDEO_SUFFIXES
-    args.name_is_dir = Path(args.name).is_dir()
-    _check_predict_paths(args)
-    # A bad boxes file or image fails before the model loads.
-    boxes, scores = _load_boxes(args.boxes) if args.boxes else (None, None)
-    from kerapose import zoo
-    from kerapose.inference import read_image
-    from kerapose.inference import validate_boxes
+    from kerapose.cli_predict import run_predict
 
-    image = None if args.video else read_image(args.source)
-    if boxes is not None:
-        validate_boxes(boxes, image.shape)
-    shape = (*args.input_size, 3) if args.input_size else None
-    extra = {}
-    if not args.name_is_dir:
-        extra = {"num_keypoints": args.num_keypoints, "input_shape": shape}
-    model = zoo.load(args.name, weights=args.weights, compile=False, **extra)
-    if args.video:
-        results = _predict_video(model, args)
-    else:
-        results = _predict_image(model, args, image, boxes, scores)
-    if args.json:
-        args.json.write_text(json.dumps(results))
-        print(f"Wrote {check_written(args.json, 'JSON file')}")
+    return run_predict(args)
 
 
 def _cmd_export(args):
@@ -315,67 +152,9 @@ def build_parser():
     _add_logging_options(p)
     p.set_defaults(func=_cmd_convert)
 
-    p = sub.add_parser(
-        "predict",
-        help="keypoints on an image or video",
-        description="Keypoints of the people in an image or a video. "
-        "Without --boxes (and always for a video) the whole image or frame "
-        "is one person box: give person boxes from a detector for images "
-        "with several people or small people.",
-    )
-    p.add_argument("name", help="zoo name or preset directory")
-    p.add_argument(
-        "source",
-        help=f"image file, or a video ({', '.join(VIDEO_SUFFIXES)})",
-    )
-    p.add_argument(
-        "--weights",
-        default=None,
-        help="'default' or a tag (a file in $KERAPOSE_HOME/weights), a "
-        "kerapose or Keras .weights.h5 (e.g. best.weights.h5 of "
-        "examples/train_top_down.py), an official checkpoint or a URL; "
-        "default: random weights",
-    )
-    p.add_argument(
-        "--num-keypoints",
-        type=int,
-        default=None,
-        help="keypoints of the model's head when not the preset's (e.g. "
-        "the count the --weights were trained with)",
-    )
-    p.add_argument(
-        "--input-size",
-        type=int,
-        nargs=2,
-        metavar=("H", "W"),
-        help="network input size when not the tag's (e.g. the size the "
-        "--weights were trained at)",
-    )
-    p.add_argument(
-        "--boxes",
-        help="JSON file: a list of [x, y, w, h] person boxes, or of COCO "
-        "detections ({'bbox': [x, y, w, h], ...}); default: the whole image",
-    )
-    p.add_argument("--flip", action="store_true", help="flip test")
-    p.add_argument(
-        "--out",
-        help="where to write the drawn image (.jpg, .png, ...) or video "
-        "(.mp4, .avi, ...); its folder is created",
-    )
-    p.add_argument("--json", help="where to write COCO-format results (.json)")
-    p.add_argument(
-        "--image-id",
-        type=int,
-        default=0,
-        help="image_id of the COCO results of an image (video: frame "
-        "number); default 0",
-    )
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=0.3,
-        help="draw keypoints scored above this; default 0.3",
-    )
+    from kerapose.cli_predict import add_predict_parser
+
+    p = add_predict_parser(sub)
     _add_logging_options(p)
     p.set_defaults(func=_cmd_predict)
 
