@@ -1,8 +1,9 @@
-"""`kerapose export`: zoo model or .keras file -> verified .tflite file.
+"""`kerapose export`: zoo model or .keras file -> verified .tflite or .onnx.
 
-Everything that can be refused (backend, names, paths, options) is checked
-before the model is built. A file that fails the check does not stay at
-`-o`: it is renamed `<name>.failed.tflite`, and the command says so.
+Everything that can be refused (backend, names, paths, options, missing
+packages) is checked before the model is built. A file that fails the
+check does not stay at `-o`: it is renamed `<name>.failed.tflite` (or
+`.failed.onnx`), and the command says so.
 """
 
 from __future__ import annotations
@@ -50,16 +51,38 @@ def coco_crops(ann_file, image_dir, codec):
 
 
 def failed_path(path: Path) -> Path:
-    """`m.tflite` -> `m.failed.tflite`: where a file that failed goes."""
-    return path.with_name(path.name[: -len(".tflite")] + ".failed.tflite")
+    """`m.tflite` -> `m.failed.tflite` (`m.onnx` -> `m.failed.onnx`):
+    where a file that failed goes."""
+    suffix = path.suffix
+    return path.with_name(path.name[: -len(suffix)] + ".failed" + suffix)
+
+
+def _check_onnx_args(args):
+    if args.quantization != "float32":
+        raise ValueError(
+            "--format onnx writes float32 files; -q applies to TFLite. Drop "
+            "-q, or quantize the .onnx file with ONNX Runtime's tools."
+        )
+    from kerapose.export.onnx import INSTALL_HINT
+    from kerapose.export.onnx import missing_onnx_packages
+
+    missing = missing_onnx_packages(runtime=not args.no_verify)
+    if missing:
+        raise RuntimeError(
+            f"--format onnx needs {', '.join(missing)}: {INSTALL_HINT}"
+            + (", or pass --no-verify." if missing == ["onnxruntime"] else ".")
+        )
 
 
 def check_export_args(args) -> Path:
     """Refuses what would fail, before anything slow; returns the output."""
-    from kerapose.export.backend import check_tensorflow_backend
+    onnx = args.format == "onnx"
+    if not onnx:
+        from kerapose.export.backend import check_tensorflow_backend
 
-    check_tensorflow_backend()
-    output = check_output_path(args.output, (".tflite",), "-o")
+        check_tensorflow_backend()
+    suffix = ".onnx" if onnx else ".tflite"
+    output = check_output_path(args.output, (suffix,), "-o")
     name = str(args.name)
     if name.endswith(".keras"):
         if not Path(name).is_file():
@@ -77,7 +100,9 @@ def check_export_args(args) -> Path:
             raise FileNotFoundError(f"--data: no annotation file {ann_file}")
         if not image_dir.is_dir():
             raise FileNotFoundError(f"--data: no image folder {image_dir}")
-    if args.quantization == "int8" and not (
+    if onnx:
+        _check_onnx_args(args)
+    elif args.quantization == "int8" and not (
         args.data or args.synthetic_calibration
     ):
         raise ValueError(
@@ -86,7 +111,7 @@ def check_export_args(args) -> Path:
             "ones the model will see), or --synthetic-calibration to "
             "calibrate on synthetic scenes (expect lower accuracy)."
         )
-    if not args.no_verify:
+    if not onnx and not args.no_verify:
         try:
             import ai_edge_litert.interpreter  # noqa: F401
         except ImportError as e:
@@ -97,8 +122,23 @@ def check_export_args(args) -> Path:
     return output
 
 
+def _run_onnx_export(args, output) -> int:
+    from kerapose.export.onnx import export_onnx
+    from kerapose.export.onnx import verify_onnx
+
+    model = load_for_export(
+        args.name, args.weights, args.input_size, args.num_keypoints
+    )
+    data = _verification_data(args, model)
+    print("Converting to ONNX (dynamic batch)")
+    path = export_onnx(model, output, include_decode=args.include_decode)
+    return _check(args, path, model, data, None, verify_onnx, "ONNX Runtime")
+
+
 def run_export(args) -> int:
     output = check_export_args(args)
+    if args.format == "onnx":
+        return _run_onnx_export(args, output)
     from kerapose.export.tflite import export_tflite
     from kerapose.export.verify import verify_tflite
 
@@ -113,21 +153,7 @@ def run_export(args) -> int:
     model = load_for_export(
         args.name, args.weights, args.input_size, args.num_keypoints
     )
-    data = None
-    if args.data:
-        ann_file, image_dir = args.data
-        if getattr(model, "task", None) == "single_stage":
-            # Whole letterboxed images in [0, 1], not person crops.
-            from kerapose.export.yolo_pose import coco_images
-
-            data = coco_images(
-                ann_file,
-                image_dir,
-                model.input_shape[1:3],
-                max(args.num_calibration, args.num_verify),
-            )
-        else:
-            data = coco_crops(ann_file, image_dir, model.codec)
+    data = _verification_data(args, model)
     calibrate = ""
     if quantization == "int8":
         calibrate = f", calibrating on up to {args.num_calibration} images"
@@ -141,16 +167,39 @@ def run_export(args) -> int:
         include_decode=args.include_decode,
         progress=not args.quiet,
     )
+    return _check(args, path, model, data, quantization, verify_tflite)
+
+
+def _verification_data(args, model):
+    """--data as the model takes it: person crops, or whole images."""
+    if not args.data:
+        return None
+    ann_file, image_dir = args.data
+    if getattr(model, "task", None) == "single_stage":
+        # Whole letterboxed images in [0, 1], not person crops.
+        from kerapose.export.yolo_pose import coco_images
+
+        return coco_images(
+            ann_file,
+            image_dir,
+            model.input_shape[1:3],
+            max(args.num_calibration, args.num_verify),
+        )
+    return coco_crops(ann_file, image_dir, model.codec)
+
+
+def _check(args, path, model, data, quantization, verify, runtime="LiteRT"):
+    """Verifies the written file; moves it aside when it fails."""
     size = f"{path.stat().st_size / 1e6:.2f} MB"
     if args.no_verify:
         print(f"Wrote {path} ({size}; not checked: --no-verify)")
         return 0
-    print(f"Exported {size}; checking it in LiteRT")
+    print(f"Exported {size}; checking it in {runtime}")
     threshold = args.max_keypoint_px
     if threshold is None:
         threshold = DEFAULT_MAX_KEYPOINT_PX[quantization]
     try:
-        report = verify_tflite(
+        report = verify(
             path,
             model,
             images=data,
@@ -187,15 +236,26 @@ def _set_aside(path):
 def add_export_parser(sub):
     p = sub.add_parser(
         "export",
-        help="export to TFLite and check it in LiteRT",
+        help="export to TFLite (or ONNX) and check the file",
         description="Export to a .tflite file and check it against the "
-        "Keras model in LiteRT. Exit status 1 when the check fails: the "
-        "file is then renamed NAME.failed.tflite and nothing is left at "
-        "-o. Needs KERAS_BACKEND=tensorflow.",
+        "Keras model in LiteRT (--format onnx: a .onnx file with a dynamic "
+        "batch, checked in ONNX Runtime). Exit status 1 when the check "
+        "fails: the file is then renamed NAME.failed.tflite (.failed.onnx) "
+        "and nothing is left at -o. TFLite needs KERAS_BACKEND=tensorflow; "
+        "ONNX runs on any backend (pip install 'kerapose[onnx]').",
     )
     p.add_argument("name", help="zoo name, preset directory or .keras file")
     p.add_argument(
-        "-o", "--output", required=True, help="*.tflite; its folder is created"
+        "-o",
+        "--output",
+        required=True,
+        help="*.tflite (*.onnx with --format onnx); its folder is created",
+    )
+    p.add_argument(
+        "--format",
+        choices=["tflite", "onnx"],
+        default="tflite",
+        help="tflite (default) or onnx (float32, dynamic batch)",
     )
     p.add_argument(
         "--weights",
@@ -242,7 +302,8 @@ def add_export_parser(sub):
     p.add_argument(
         "--include-decode",
         action="store_true",
-        help="decode keypoints in the graph: output (1, K, 3) x, y, score",
+        help="decode keypoints in the graph: output (1, K, 3) x, y, score "
+        "(ONNX: top-down models only, (batch, K, 3))",
     )
     p.add_argument(
         "--num-calibration",
@@ -279,6 +340,6 @@ def add_export_parser(sub):
     p.add_argument(
         "--no-verify",
         action="store_true",
-        help="write the file without the LiteRT check",
+        help="write the file without the LiteRT / ONNX Runtime check",
     )
     return p

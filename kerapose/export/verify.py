@@ -1,5 +1,8 @@
 """Checks an exported .tflite file against its Keras model in LiteRT.
 
+The report and its thresholds are shared with the ONNX check
+(`kerapose.export.onnx.verify_onnx`).
+
 Shapes: N images, K keypoints, (H, W) input, (h, w) heatmap.
 """
 
@@ -28,7 +31,7 @@ class TFLiteVerificationError(ValueError):
 
 @dataclasses.dataclass
 class VerificationReport:
-    """TFLite vs Keras on the same images.
+    """An exported file (TFLite or ONNX) vs Keras on the same images.
 
     Attributes:
         num_images: images compared.
@@ -41,6 +44,7 @@ class VerificationReport:
         num_keypoints: keypoints counted (those the Keras model scores
             above `score_threshold`).
         passed: all thresholds held.
+        runtime: what ran the file (`"LiteRT"`, `"ONNX Runtime"`).
     """
 
     num_images: int
@@ -52,9 +56,10 @@ class VerificationReport:
     num_keypoints: int
     passed: bool = True
     failures: tuple = ()
+    runtime: str = "LiteRT"
 
     def __str__(self):
-        lines = [f"LiteRT vs Keras on {self.num_images} images:"]
+        lines = [f"{self.runtime} vs Keras on {self.num_images} images:"]
         if self.max_heatmap_diff is not None:
             lines.append(
                 f"  heatmap diff max {self.max_heatmap_diff:.4g}, mean "
@@ -192,17 +197,64 @@ def verify_tflite(
         diff = np.abs(out - keras_maps)
         max_diff, mean_diff = float(diff.max()), float(diff.mean())
         out = decode(out)
+    report = keypoint_report(
+        expected, out, keras_maps, max_diff, mean_diff, score_threshold
+    )
+    failures = threshold_failures(
+        report, max_mean_keypoint_px, max_heatmap_diff, max_diff, "heatmap"
+    )
+    return finish_report(
+        report, failures, path, raise_on_failure, TFLiteVerificationError
+    )
+
+
+def keypoint_report(
+    expected,
+    actual,
+    keras_maps,
+    max_diff,
+    mean_diff,
+    score_threshold,
+    runtime="LiteRT",
+):
+    """A `VerificationReport` without thresholds applied.
+
+    Args:
+        expected, actual: (N, K, 3) decoded `(x, y, score)` of Keras and
+            of the file.
+        keras_maps: (N, h, w, K) Keras heatmaps (for the mean peak).
+        max_diff, mean_diff: output differences, or `None`.
+        score_threshold: count keypoints Keras scores above this.
+        runtime: what ran the file, for the printout.
+    """
     counted = expected[..., 2] > score_threshold
-    dist = np.linalg.norm(out[..., :2] - expected[..., :2], axis=-1)[counted]
-    report = VerificationReport(
-        num_images=len(crops),
+    dist = np.linalg.norm(actual[..., :2] - expected[..., :2], axis=-1)
+    dist = dist[counted]
+    return VerificationReport(
+        num_images=len(expected),
         max_heatmap_diff=max_diff,
         mean_heatmap_diff=mean_diff,
         heatmap_peak=float(keras_maps.max(axis=(1, 2)).mean()),
         mean_keypoint_px=float(dist.mean()) if dist.size else 0.0,
         max_keypoint_px=float(dist.max()) if dist.size else 0.0,
         num_keypoints=int(dist.size),
+        runtime=runtime,
     )
+
+
+def threshold_failures(
+    report, max_mean_keypoint_px, max_output_diff, max_diff, what
+) -> list:
+    """The thresholds `report` exceeds, as printable lines.
+
+    Args:
+        report: a report with `mean_keypoint_px`.
+        max_mean_keypoint_px: float or `None` (not checked).
+        max_output_diff: float or `None` (not checked): the largest
+            output difference allowed.
+        max_diff: the measured one, `None` when outputs were not compared.
+        what: str. The compared outputs, e.g. `"heatmap"`, `"raw output"`.
+    """
     failures = []
     if (
         max_mean_keypoint_px is not None
@@ -213,17 +265,22 @@ def verify_tflite(
             f"{max_mean_keypoint_px} px"
         )
     if (
-        max_heatmap_diff is not None
+        max_output_diff is not None
         and max_diff is not None
-        and max_diff > max_heatmap_diff
+        and max_diff > max_output_diff
     ):
         failures.append(
-            f"max heatmap difference {max_diff:.4g} > {max_heatmap_diff}"
+            f"max {what} difference {max_diff:.4g} > {max_output_diff}"
         )
+    return failures
+
+
+def finish_report(report, failures, path, raise_on_failure, error):
+    """Records `failures` in `report`; raises `error` when asked to."""
     report.failures = tuple(failures)
     report.passed = not failures
     if failures and raise_on_failure:
-        raise TFLiteVerificationError(
+        raise error(
             f"{path} does not match the Keras model: {'; '.join(failures)}. "
             "Loosen the thresholds if this is expected of the quantization, "
             "or calibrate on more representative data.\n" + str(report),

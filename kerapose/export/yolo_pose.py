@@ -161,7 +161,7 @@ def coco_images(ann_file, image_dir, input_size, num_samples=64):
 
 @dataclasses.dataclass
 class SingleStageVerificationReport:
-    """TFLite vs Keras on the same images, for a YOLO-Pose file.
+    """An exported YOLO-Pose file (TFLite or ONNX) vs Keras, same images.
 
     Keras' detections (score above `score_threshold`) are matched to the
     file's by box IoU (>= 0.5, greedy, best first); keypoint displacement
@@ -177,6 +177,7 @@ class SingleStageVerificationReport:
         mean_keypoint_px, max_keypoint_px: keypoint displacement of the
             matched people, input pixels.
         num_keypoints: keypoints compared.
+        runtime: what ran the file (`"LiteRT"`, `"ONNX Runtime"`).
     """
 
     num_images: int
@@ -190,9 +191,10 @@ class SingleStageVerificationReport:
     num_keypoints: int
     passed: bool = True
     failures: tuple = ()
+    runtime: str = "LiteRT"
 
     def __str__(self):
-        lines = [f"LiteRT vs Keras on {self.num_images} images:"]
+        lines = [f"{self.runtime} vs Keras on {self.num_images} images:"]
         if self.max_raw_diff is not None:
             lines.append(
                 f"  raw output diff max {self.max_raw_diff:.4g}, mean "
@@ -327,8 +329,6 @@ def verify_single_stage_tflite(
             f"(1, {', '.join(map(str, shape))}): not exported from it."
         )
     images = calibration_images(images, shape, num_images)
-    raw = [keras.ops.convert_to_numpy(r) for r in model(images, training=False)]
-    expected = _decode(model, raw)
     bar = (
         keras.utils.Progbar(len(images), unit_name="image")
         if progress
@@ -339,7 +339,41 @@ def verify_single_stage_tflite(
         outputs.append(runner.run_one(image[None]))
         if bar is not None:
             bar.update(i + 1)
-    out = np.concatenate(outputs)
+    return compare_single_stage(
+        path,
+        model,
+        images,
+        np.concatenate(outputs),
+        max_mean_keypoint_px,
+        max_raw_diff,
+        min_matched_fraction,
+        score_threshold,
+        raise_on_failure,
+        runtime="LiteRT",
+        error=TFLiteVerificationError,
+    )
+
+
+def compare_single_stage(
+    path,
+    model,
+    images,
+    out,
+    max_mean_keypoint_px,
+    max_raw_diff,
+    min_matched_fraction,
+    score_threshold,
+    raise_on_failure,
+    runtime,
+    error,
+):
+    """The report of a file's outputs `out` (N, ...) on `images`, which
+    the Keras model is run on here (see `verify_single_stage_tflite`)."""
+    from kerapose.export.verify import finish_report
+    from kerapose.export.verify import threshold_failures
+
+    raw = [keras.ops.convert_to_numpy(r) for r in model(images, training=False)]
+    expected = _decode(model, raw)
     max_diff = mean_diff = None
     keras_rows = np.concatenate(
         [r.reshape(len(r), -1, r.shape[-1]) for r in raw], 1
@@ -379,24 +413,11 @@ def verify_single_stage_tflite(
         mean_keypoint_px=float(dist.mean()) if dist.size else 0.0,
         max_keypoint_px=float(dist.max()) if dist.size else 0.0,
         num_keypoints=int(dist.size),
+        runtime=runtime,
     )
-    failures = []
-    if (
-        max_mean_keypoint_px is not None
-        and report.mean_keypoint_px > max_mean_keypoint_px
-    ):
-        failures.append(
-            f"mean keypoint displacement {report.mean_keypoint_px:.3f} px > "
-            f"{max_mean_keypoint_px} px"
-        )
-    if (
-        max_raw_diff is not None
-        and max_diff is not None
-        and max_diff > max_raw_diff
-    ):
-        failures.append(
-            f"max raw output difference {max_diff:.4g} > {max_raw_diff}"
-        )
+    failures = threshold_failures(
+        report, max_mean_keypoint_px, max_raw_diff, max_diff, "raw output"
+    )
     if (
         min_matched_fraction is not None
         and counted
@@ -406,16 +427,7 @@ def verify_single_stage_tflite(
             f"only {matched} of {counted} Keras detections found (< "
             f"{min_matched_fraction:.0%})"
         )
-    report.failures = tuple(failures)
-    report.passed = not failures
-    if failures and raise_on_failure:
-        raise TFLiteVerificationError(
-            f"{path} does not match the Keras model: {'; '.join(failures)}. "
-            "Loosen the thresholds if this is expected of the quantization, "
-            "or calibrate on more representative data.\n" + str(report),
-            report,
-        )
-    return report
+    return finish_report(report, failures, path, raise_on_failure, error)
 
 
 def _decode(model, raw_levels, score_threshold=None):
