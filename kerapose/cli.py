@@ -1,10 +1,12 @@
-"""The `kerapose` command line: list, describe, convert, predict, export.
+"""The `kerapose` command line: list, describe, convert, predict, eval,
+export.
 
 `list`, `describe` and `--help` read the zoo's data and import neither
 Keras nor TensorFlow. The other commands check their input and output
 paths before loading anything slow, and keep TensorFlow's log lines off the
-terminal unless `--verbose`. Exit status: 0 done, 1 nothing listed or a
-failed TFLite / ONNX check, 2 an error (the message says what to do).
+terminal unless `--verbose`. Exit status: 0 done, 1 nothing listed, images
+that could not be read (listed) or a failed TFLite / ONNX check, 2 an error
+(the message says what to do).
 """
 
 import argparse
@@ -77,6 +79,12 @@ def _cmd_predict(args):
     from kerapose.cli_predict import run_predict
 
     return run_predict(args)
+
+
+def _cmd_eval(args):
+    from kerapose.cli_eval import run_eval
+
+    return run_eval(args)
 
 
 def _cmd_export(args):
@@ -157,6 +165,12 @@ def build_parser():
     p = add_predict_parser(sub)
     _add_logging_options(p)
     p.set_defaults(func=_cmd_predict)
+
+    from kerapose.cli_eval import add_eval_parser
+
+    p = add_eval_parser(sub)
+    _add_logging_options(p)
+    p.set_defaults(func=_cmd_eval)
 
     from kerapose.export.command import add_export_parser
 
