@@ -187,7 +187,35 @@ def tables(result, runs):
             lines.append(
                 f"| {backend} | {n} | {' | '.join(cells)} | {top:.0f} |"
             )
-    return "\n".join(lines)
+    return "\n".join(lines + [""] + notes(fwd, grp))
+
+
+def notes(fwd, grp):
+    """Decode share range and the break-even people count, from the
+    figures above: where one bottom-up pass costs as much as N top-down
+    crop pairs (per-pair cost taken at the largest N)."""
+    most = PEOPLE[-1]
+    out = ["Read from the tables above:"]
+    for name, label in BOTTOM_UP:
+        shares = [
+            grp[(b, PROTOCOL[name], n)] * 1e3 / fwd[(b, name, 2)]["ms"]
+            for b in MODE
+            for n in PEOPLE
+        ]
+        even = []
+        for b in MODE:
+            pair = fwd[(b, TOP_DOWN, 2 * most)]["ms"] / most
+            total = (
+                fwd[(b, name, 2)]["ms"] + grp[(b, PROTOCOL[name], most)] * 1e3
+            )
+            even.append(f"{b} {total / pair:.0f}")
+        out.append(
+            f"- {label}: decode + grouping is {100 * min(shares):.1f}-"
+            f"{100 * max(shares):.1f}% of its forward pass for 1 to {most} "
+            "people, flat in N; it costs as much as top-down HRNet-W32 on "
+            f"about N people, N = {', '.join(even)} (detector not counted)."
+        )
+    return out
 
 
 def main():

@@ -14,7 +14,13 @@ def test_top_down_eval_writes_metrics_and_results(tmp_path, capsys):
     assert main(args) == 0
     values = json.loads(metrics.read_text())
     assert 0.0 <= values["AP"] <= 1.0 and "AR" in values
-    assert len(json.loads(results.read_text())) > 0
+    found = json.loads(results.read_text())
+    images = {
+        i["id"]
+        for i in json.loads((root / "test_coco.json").read_text())["images"]
+    }
+    assert found and {r["image_id"] for r in found} <= images
+    assert all(len(r["keypoints"]) == 17 * 3 for r in found)
     assert f"Wrote {metrics}" in capsys.readouterr().out
 
 

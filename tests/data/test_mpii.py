@@ -88,7 +88,8 @@ class _OracleModel:
             crop = apply_matrix(k, crop_matrix(c, s, 0.0, (64, 64))) + offset
             self.heatmaps.append(self.codec.encode(crop, v)[0])
 
-    def predict(self, crops, batch_size=None, verbose=0):
+    def predict_on_batch(self, crops):
+        # Padding rows of a bucket get whatever is left (possibly nothing).
         assert crops.shape[1:] == (64, 64, 3)
         out, self.heatmaps = (
             self.heatmaps[: len(crops)],
