@@ -4,6 +4,8 @@ import copy
 import importlib
 import json
 import logging
+import os
+import sys
 from pathlib import Path
 
 import keras
@@ -39,11 +41,12 @@ def _looks_like_path(name):
 
 
 def _weights_file(arch, tag, spec):
+    """The tag's converted weights, downloading and converting them once."""
     path = _download.kerapose_home() / "weights" / spec["file"]
     if path.exists():
         return path
     if spec.get("url"):
-        return _download.download(spec["url"], spec.get("sha256"))
+        return _download_and_convert(f"{arch}.{tag}", spec, path)
     official = spec.get("official_checkpoint")
     how = (
         f" Convert the official checkpoint '{official}' ({spec['source']}):"
@@ -55,6 +58,75 @@ def _weights_file(arch, tag, spec):
         f"No weights for '{arch}.{tag}' at {path} and no download URL is "
         f"registered.{how}\nOr pass weights=None for random initialisation."
     )
+
+
+def _converter_layout(name, spec):
+    """A tag's `layout` ("official", "mmpose-1.x", "mmpose-0.x") as
+    `convert_checkpoint` names it."""
+    layout = spec.get("layout", "official")
+    if layout == "official" or layout.startswith("mmpose-"):
+        return layout.split("-")[0]
+    raise ValueError(
+        f"'{name}' names checkpoint layout {layout!r}; known: 'official', "
+        "'mmpose-1.x', 'mmpose-0.x'."
+    )
+
+
+def _download_and_convert(name, spec, path):
+    """Downloads a tag's checkpoint, converts it and saves it at `path`."""
+    # Both folders are checked before a byte is downloaded.
+    _download.ensure_writable(path.parent)
+    _download.ensure_writable(_download.kerapose_home() / "checkpoints")
+    try:
+        checkpoint = _download.download(
+            spec["url"],
+            spec.get("sha256"),
+            "checkpoints",
+            sha256_prefix=spec.get("sha256_prefix"),
+        )
+    except _download.OfflineError as e:
+        raise _download.OfflineError(
+            _offline_message(name, spec, path, e)
+        ) from e
+    _convert_to_file(name, spec, checkpoint, path)
+    print(
+        f"Converted {checkpoint} into {path}; '{name}' loads from there from "
+        "now on (the checkpoint may be deleted).",
+        file=sys.stderr,
+    )
+    return path
+
+
+def _offline_message(name, spec, path, error):
+    url = spec["url"]
+    file = url.rsplit("/", 1)[-1]
+    checkpoints = _download.kerapose_home() / "checkpoints"
+    digest = spec.get("sha256") or f"{spec.get('sha256_prefix')}..."
+    return (
+        f"Cannot download the weights of '{name}': {error}.\n"
+        f"Download\n    {url}\n(sha256 {digest}) and place it in "
+        f"{checkpoints}/ as\n    {checkpoints / file}\nor convert it where "
+        f"you have it and place the result at {path}:\n"
+        f"    kerapose convert {name} {file} -o {path}\n"
+        "Then load again. (weights=None builds the model with random "
+        "weights.)"
+    )
+
+
+def _convert_to_file(name, spec, checkpoint, path):
+    """Converts `checkpoint` for the zoo entry `name` into `path` whole."""
+    from kerapose.convert import convert_checkpoint
+
+    layout = _converter_layout(name, spec)
+    model = load(name, compile=False)  # the tag's own config, random init
+    convert_checkpoint(model, checkpoint, layout=layout)
+    # Written aside, then renamed: a failure leaves no partial file.
+    tmp = path.with_name(path.name[: -len(".weights.h5")] + ".part.weights.h5")
+    try:
+        weights_io.save_weights(model, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _resolve_weights(arch, tag, preset, weights, sha256):
@@ -142,7 +214,10 @@ def load(
         name: str. `"hrnet_w32"`, `"hrnet_w32.coco_384x288"` (arch.tag), or
             a directory written by `save_preset()`.
         weights: `None` (random init, the default), `"default"` (the tag's
-            weights from `$KERAPOSE_HOME/weights`), a tag, a kerapose
+            weights from `$KERAPOSE_HOME/weights`; when absent and the tag
+            has a URL, the checkpoint is downloaded once into
+            `$KERAPOSE_HOME/checkpoints`, checked, converted and saved
+            there), a tag (the same for that tag), a kerapose
             `.weights.h5` file, a Keras `model.save_weights()` file (e.g.
             the `best` / `last.weights.h5` of examples/train_top_down.py;
             build the model as it was trained), an official checkpoint
@@ -164,7 +239,14 @@ def load(
 
     Raises:
         ValueError: unknown name (with close matches) or bad arguments.
-        FileNotFoundError: weights that are not available locally.
+        FileNotFoundError: weights that are not available locally and
+            have no download URL.
+        kerapose.zoo.download.OfflineError: (a `ConnectionError`) the
+            download server could not be reached; the message says which
+            file to place where.
+        kerapose.zoo.download.DownloadError: the download failed (HTTP
+            error, an HTML page, a wrong sha256); nothing was kept.
+        PermissionError: `$KERAPOSE_HOME` cannot be written.
     """
     if not isinstance(name, (str, Path)):
         raise TypeError(f"`name` must be a str. Received: {name!r}")

@@ -21,7 +21,9 @@ def matches(name: str, pattern: str) -> bool:
 
 
 def weights_available(spec: dict | None) -> bool:
-    """A tag's weights can be loaded: a local file or a download URL."""
+    """A tag's weights can be loaded: a converted file in
+    `$KERAPOSE_HOME/weights`, or a download URL (fetched and converted on
+    the first `load`)."""
     if not spec:
         return False
     if spec.get("url"):

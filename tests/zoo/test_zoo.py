@@ -1,7 +1,9 @@
 """Registry-parametrized checks: every tiny preset gets them for free."""
 
+import copy
 import hashlib
 import json
+import socket
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from kerapose import zoo
 from kerapose.convert import CheckpointMismatchError
 from kerapose.testing.test_case import to_numpy
+from kerapose.zoo import registry
 
 TEST_PRESETS = zoo.list_models("test_*")
 
@@ -80,12 +83,12 @@ def test_list_models_and_describe():
         "hrnet_w32",
         "hrnet_w48",
     ]
-    # pretrained: only tags whose weights can be loaded (none are hosted).
-    assert "hrnet_w32.coco_384x288" not in zoo.list_models(pretrained=True)
-    weights = zoo.kerapose_home() / "weights"
-    weights.mkdir(parents=True)
-    (weights / "hrnet_w32_coco_384x288.weights.h5").write_bytes(b"")
-    assert zoo.list_models("w32", pretrained=True) == ["hrnet_w32.coco_384x288"]
+    # pretrained: only tags whose weights can be loaded, here by download
+    # (tags with a local file only: tests/zoo/test_download.py).
+    assert zoo.list_models("hrnet_w32.*", pretrained=True) == [
+        "hrnet_w32.coco_256x192",
+        "hrnet_w32.coco_384x288",
+    ]
     info = zoo.describe("hrnet_w32.coco_384x288")
     assert info["family"] == "hrnet"
     assert list(info["tags"]) == ["coco_384x288"]
@@ -106,9 +109,19 @@ def test_input_shape_override():
     assert model.codec.input_size == (96, 64)
 
 
-def test_default_weights_missing_says_how_to_get_them():
-    with pytest.raises(FileNotFoundError, match="kerapose convert hrnet_w32"):
-        zoo.load("hrnet_w32", weights="default")
+def test_default_weights_missing_says_how_to_get_them(monkeypatch):
+    # Offline: the tag's URL points at a closed local port. `zoo.load`
+    # first: importing the families registers the presets (no shadowing).
+    load = zoo.load
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    preset = copy.deepcopy(registry.read_builtin_presets()["hrnet_w32"])
+    weights = preset["tags"]["coco_256x192"]["weights"]
+    weights["url"] = f"http://127.0.0.1:{port}/" + weights["url"].split("/")[-1]
+    monkeypatch.setitem(registry.PRESETS, "hrnet_w32", preset)
+    with pytest.raises(ConnectionError, match="kerapose convert hrnet_w32"):
+        load("hrnet_w32", weights="default")
 
 
 def test_bad_weights_argument():

@@ -4,6 +4,22 @@ _OFFICIAL = (
     "Official HRNet model zoo (leoxiaobin/deep-high-resolution-net.pytorch), "
     "MIT licence"
 )
+_MMPOSE_URL = (
+    "https://download.openmmlab.com/mmpose/v1/body_2d_keypoint/"
+    "topdown_heatmap/coco/"
+)
+_MMPOSE = "MMPose 1.x model zoo (open-mmlab/mmpose, configs/body_2d_keypoint)"
+# MMPose 1.x COCO checkpoints: (width, input) -> (file stem, sha256 prefix
+# and date, AP). The 8 hex digits in the file name are the first digits of
+# its sha256 (MMPose's publish_model.py). AP: COCO val2017, person detector
+# boxes (AP_H 56), flip test, from MMPose's model-zoo metadata (.yml); its
+# README table gives 0.749 (W32 256x192) and 0.761 (W32 384x288).
+_MMPOSE_CHECKPOINTS = {
+    (32, "256x192"): ("td-hm_hrnet-w32_8xb64-210e", "81c58e40_20220909", 0.746),
+    (32, "384x288"): ("td-hm_hrnet-w32_8xb64-210e", "ca5956af_20220909", 0.760),
+    (48, "256x192"): ("td-hm_hrnet-w48_8xb32-210e", "0e67c616_20220913", 0.756),
+    (48, "384x288"): ("td-hm_hrnet-w48_8xb32-210e", "c161b7de_20220915", 0.767),
+}  # fmt: skip
 
 
 def _estimator(widths, modules, blocks, image_shape, num_keypoints=17):
@@ -40,8 +56,27 @@ def _small(config):
     return config
 
 
+def _weights(width, size):
+    """A tag's weights: the MMPose 1.x checkpoint to download and convert;
+    the official checkpoint, if the user has it, converts to the same
+    file."""
+    stem, hash_date, ap = _MMPOSE_CHECKPOINTS[(width, size)]
+    return {
+        "file": f"hrnet_w{width}_coco_{size}.weights.h5",
+        "url": f"{_MMPOSE_URL}{stem}_coco-{size}-{hash_date}.pth",
+        "sha256_prefix": hash_date[:8],
+        "layout": "mmpose-1.x",
+        "source": _MMPOSE,
+        "licence": "Apache-2.0",
+        # What MMPose reports for this file; the tag's own `metrics` are
+        # the paper's figures for the official checkpoint.
+        "metrics": {"coco/AP": ap},
+        "official_checkpoint": f"pose_hrnet_w{width}_{size}.pth",
+        "official_source": _OFFICIAL,
+    }
+
+
 def _hrnet(width, ap_256, ap_384):
-    name = f"hrnet_w{width}"
     widths = (width, 2 * width, 4 * width, 8 * width)
     return {
         "metadata": {
@@ -55,21 +90,14 @@ def _hrnet(width, ap_256, ap_384):
         "tags": {
             "coco_256x192": {
                 "image_shape": [256, 192, 3],
+                # The paper's AP (official checkpoint).
                 "metrics": {"coco/AP": ap_256},
-                "weights": {
-                    "file": f"{name}_coco_256x192.weights.h5",
-                    "official_checkpoint": f"pose_hrnet_w{width}_256x192.pth",
-                    "source": _OFFICIAL,
-                },
+                "weights": _weights(width, "256x192"),
             },
             "coco_384x288": {
                 "image_shape": [384, 288, 3],
                 "metrics": {"coco/AP": ap_384},
-                "weights": {
-                    "file": f"{name}_coco_384x288.weights.h5",
-                    "official_checkpoint": f"pose_hrnet_w{width}_384x288.pth",
-                    "source": _OFFICIAL,
-                },
+                "weights": _weights(width, "384x288"),
             },
         },
     }
