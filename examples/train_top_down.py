@@ -9,13 +9,15 @@ flip test at evaluation. The official run uses 32 crops per GPU on 4 GPUs;
 
 It is plain `model.fit` with Keras callbacks, so it runs on the TensorFlow,
 JAX and PyTorch backends (`KERAS_BACKEND=...`); the input pipeline is
-tf.data in every case. Everything goes under `--out`:
+tf.data in every case. The loop is `kerapose.training.train` (also behind
+`kerapose train`); this script adds the paper's defaults and TensorBoard.
+Everything goes under `--out`:
 
-    config.json          the TrainConfig of the run
+    config.json          the settings of the run
     log.csv              one row per epoch (loss, learning_rate, val_AP...)
     tensorboard/         TensorBoard event files (`tensorboard --logdir`)
     best.weights.h5      best weights by val_AP (when evaluation runs)
-    last.weights.h5      final weights (each epoch when nothing evaluates)
+    last.weights.h5      the latest epoch's weights
     backup/              BackupAndRestore state; deleted after a full run
     final_metrics.json   COCO AP of the final model and the best val_AP
 
@@ -48,12 +50,8 @@ the optimizer state and the epoch.
 """
 
 import argparse
-import bisect
-import csv
 import dataclasses
 import importlib.util
-import json
-import math
 import os
 from pathlib import Path
 
@@ -61,13 +59,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
-from kerapose import zoo  # noqa: E402
-from kerapose.data.pipelines import build_top_down_dataset  # noqa: E402
-from kerapose.data.synthetic import write_synthetic_coco  # noqa: E402
-from kerapose.eval.top_down import COCOEvalCallback  # noqa: E402
-from kerapose.eval.top_down import evaluate_top_down  # noqa: E402
+from kerapose.training import BestCheckpoint  # noqa: E402
+from kerapose.training import TrainSettings  # noqa: E402
+from kerapose.training import step_schedule  # noqa: E402, F401
+from kerapose.training import train  # noqa: E402
 
-VAL_METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
+# The best checkpoint by val_AP (kept under its former name here).
+_BestCheckpoint = BestCheckpoint
 
 
 @dataclasses.dataclass
@@ -207,81 +205,6 @@ def parse_args(argv=None) -> TrainConfig:
     return TrainConfig(**args)
 
 
-def step_schedule(base_lr, steps, factor=0.1):
-    """Epoch-wise step decay, as the paper (PyTorch `MultiStepLR`).
-
-    The learning rate of 0-based epoch `e` is
-    `base_lr * factor ** (number of steps <= e)`: with steps (170, 200),
-    epochs 0-169 train at `base_lr`, 170-199 at `base_lr * factor` and
-    200 on at `base_lr * factor ** 2`.
-
-    Args:
-        base_lr: float. Learning rate of the first epoch.
-        steps: Epochs at which the rate drops.
-        factor: float. Multiplier per step. Defaults to `0.1`.
-
-    Returns:
-        `schedule(epoch, lr=None) -> float`, for
-        `keras.callbacks.LearningRateScheduler`.
-
-    Why `LearningRateScheduler` rather than a `PiecewiseConstantDecay` on
-    the optimizer's step count: the paper's boundaries are epochs, and the
-    tf.data pipeline has no fixed length (it drops unreadable images, so
-    its cardinality is unknown), so epochs x steps-per-epoch boundaries
-    could drift from the epochs they stand for; the epoch index is exact,
-    also after a resume (BackupAndRestore restores it), and the scheduler
-    writes `learning_rate` into the logs (CSV and TensorBoard).
-    """
-    steps = sorted(int(s) for s in steps)
-
-    def schedule(epoch, lr=None):
-        return float(base_lr * factor ** bisect.bisect_right(steps, epoch))
-
-    return schedule
-
-
-class _FillMissingMetrics(keras.callbacks.Callback):
-    """NaN for the val_* metrics of epochs without an evaluation.
-
-    `CSVLogger` fixes its columns at the first epoch; without this, a run
-    that does not evaluate at epoch 1 would never log val_AP.
-    """
-
-    def __init__(self, names):
-        super().__init__()
-        self.names = names
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            for name in self.names:
-                logs.setdefault(name, float("nan"))
-
-
-class _BestCheckpoint(keras.callbacks.ModelCheckpoint):
-    """Best weights by `monitor`, saved only at epochs that measured it.
-
-    Keras' `ModelCheckpoint(save_best_only=True)` saves when the monitored
-    value is missing from the logs, which would overwrite the best weights
-    at every epoch without an evaluation.
-    """
-
-    def __init__(self, filepath, monitor, initial_value_threshold=None):
-        super().__init__(
-            filepath,
-            monitor=monitor,
-            mode="max",
-            save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=initial_value_threshold,
-            verbose=1,
-        )
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is not None and not math.isnan(value):
-            super().on_epoch_end(epoch, logs)
-
-
 class _CoreSummary:
     """`tf.summary`, with `scalar` written through core `tf.summary.write`.
 
@@ -328,113 +251,6 @@ class _TensorBoard(keras.callbacks.TensorBoard):
         return self._summary_module
 
 
-def _best_logged(csv_file, monitor, before_epoch):
-    """Best `monitor` in a CSV log, over epochs before `before_epoch`."""
-    best = None
-    if not csv_file.is_file():
-        return best
-    with open(csv_file, newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                epoch, value = int(row["epoch"]), float(row.get(monitor))
-            except (TypeError, ValueError):
-                continue
-            if epoch < before_epoch and not math.isnan(value):
-                best = value if best is None else max(best, value)
-    return best
-
-
-def _resolve_data(cfg, out):
-    """Annotation files and image folders, writing synthetic ones if asked."""
-    train = (cfg.train_ann, cfg.train_images)
-    val = (cfg.val_ann, cfg.val_images)
-    if cfg.train_ann is None:
-        if cfg.synthetic <= 0:
-            raise ValueError(
-                "No training data: pass --train-ann and --train-images, or "
-                "--synthetic N to write a synthetic COCO-format set."
-            )
-        data = out / "data"
-        # Deterministic in the seed, so a resumed run rewrites the same set.
-        ann = write_synthetic_coco(
-            data, num_images=cfg.synthetic, seed=cfg.seed, split="train"
-        )
-        train = (str(ann), str(data / "images"))
-        if cfg.val_ann is None:
-            ann = write_synthetic_coco(
-                data,
-                num_images=max(cfg.synthetic // 4, 4),
-                seed=cfg.seed,
-                split="val",
-            )
-            val = (str(ann), str(data / "images"))
-    for name, (ann, images) in (("train", train), ("val", val)):
-        if ann is not None and images is None:
-            raise ValueError(f"--{name}-ann needs --{name}-images.")
-    return train, (val if val[0] is not None else None)
-
-
-def build_callbacks(cfg, out, val, resume_epoch):
-    """The callbacks of `fit`, in the order they must run.
-
-    Evaluation comes first so that the checkpoint, TensorBoard and the CSV
-    log see val_AP in the epoch's logs; the backup comes last so that an
-    epoch is recorded as done only after everything else has finished it.
-    """
-    resuming = resume_epoch is not None
-    evaluate = val is not None and cfg.eval_every > 0
-    callbacks = []
-    if evaluate:
-        callbacks.append(
-            COCOEvalCallback(
-                val[0],
-                val[1],
-                every_n_epochs=cfg.eval_every,
-                det_file=cfg.det_file,
-                flip_test=cfg.flip_test,
-            )
-        )
-    callbacks += [
-        keras.callbacks.LearningRateScheduler(
-            step_schedule(cfg.lr, cfg.lr_steps, cfg.lr_factor)
-        ),
-        _TensorBoard(str(out / "tensorboard")),
-    ]
-    if evaluate:
-        # ModelCheckpoint's best is not part of the backup: take it from
-        # the log so a resumed run does not overwrite a better checkpoint.
-        best = (
-            _best_logged(out / "log.csv", "val_AP", resume_epoch)
-            if resuming
-            else None
-        )
-        callbacks += [
-            _BestCheckpoint(str(out / "best.weights.h5"), "val_AP", best),
-            _FillMissingMetrics([f"val_{m}" for m in VAL_METRICS]),
-        ]
-    else:
-        # Without val_AP there is no best: keep the latest epoch, in case
-        # the backup is lost too. (`main` also writes it after `fit`.)
-        callbacks.append(
-            keras.callbacks.ModelCheckpoint(
-                str(out / "last.weights.h5"), save_weights_only=True
-            )
-        )
-    callbacks += [
-        keras.callbacks.CSVLogger(str(out / "log.csv"), append=resuming),
-        keras.callbacks.BackupAndRestore(str(out / "backup")),
-    ]
-    return callbacks
-
-
-def _backup_epoch(out):
-    """Epoch stored by an interrupted run's BackupAndRestore, or `None`."""
-    meta = out / "backup" / "training_metadata.json"
-    if not meta.is_file():
-        return None
-    return int(json.loads(meta.read_text())["epoch"])
-
-
 def sync_batchnorm_if_distributed(model):
     """Synchronised BN when the caller's strategy has several replicas.
 
@@ -459,110 +275,22 @@ def main(argv=None, callbacks=()):
     Returns:
         dict: the final COCO metrics (none without a validation set),
         `best_AP`, `epochs_run` (epochs trained by this call), `history`
-        (`model.fit`'s history) and the trained `model`.
+        (`model.fit`'s history) and the trained `model` (see
+        `kerapose.training.train`).
     """
     cfg = parse_args(argv)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(
-        json.dumps(dataclasses.asdict(cfg), indent=2)
-    )
-    keras.utils.set_random_seed(cfg.seed)
-    (train_ann, train_images), val = _resolve_data(cfg, out)
 
-    resume_epoch = _backup_epoch(out)
-    if resume_epoch is not None:
-        print(
-            f"Resuming from the backup in {out / 'backup'} at epoch "
-            f"{resume_epoch + 1} of {cfg.epochs}."
-        )
+    def prepare(model):
+        if sync_batchnorm_if_distributed(model):
+            print("BatchNorm synchronised across the strategy's replicas.")
 
-    h, w = cfg.input_size
-    model = zoo.load(cfg.model, input_shape=(h, w, 3), compile=False)
-    train, report = build_top_down_dataset(
-        train_ann,
-        train_images,
-        model.codec,
-        batch_size=cfg.batch_size,
-        training=True,
-        # A resumed run must not replay the first epochs' shuffles and
-        # augmentations.
-        seed=cfg.seed + (resume_epoch or 0),
-        return_report=True,
+    return train(
+        TrainSettings(**dataclasses.asdict(cfg)),
+        callbacks=callbacks,
+        loggers=[_TensorBoard(str(out / "tensorboard"))],
+        prepare_model=prepare,
     )
-    if report.spec.num_keypoints != model.num_keypoints:
-        # The codec depends on the input size only, so `train` stays valid.
-        model = zoo.load(
-            cfg.model,
-            input_shape=(h, w, 3),
-            num_keypoints=report.spec.num_keypoints,
-            compile=False,
-        )
-    if sync_batchnorm_if_distributed(model):
-        print("BatchNorm synchronised across the strategy's replicas.")
-    if cfg.steps_per_epoch:
-        train = train.repeat()
-    # A float learning rate is an optimizer variable that the scheduler
-    # sets each epoch (see `step_schedule` for why not a schedule object).
-    model.compile(
-        optimizer=keras.optimizers.Adam(cfg.lr), run_eagerly=cfg.run_eagerly
-    )
-
-    fit_callbacks = build_callbacks(cfg, out, val, resume_epoch)
-    history = model.fit(
-        train,
-        epochs=cfg.epochs,
-        steps_per_epoch=cfg.steps_per_epoch,
-        callbacks=fit_callbacks + list(callbacks),
-        verbose=cfg.verbose,
-        shuffle=False,  # the pipeline shuffles
-    )
-
-    model.save_weights(out / "last.weights.h5")
-    result = {
-        "epochs_run": len(history.epoch),
-        "history": history.history,
-        "model": model,
-    }
-    metrics = {}
-    # Best val_AP of the training evaluations (of best.weights.h5), this
-    # call's and an interrupted one's alike.
-    best = _best_logged(out / "log.csv", "val_AP", cfg.epochs)
-    if val is not None:
-        done = [
-            e
-            for c in fit_callbacks
-            if isinstance(c, COCOEvalCallback)
-            for e in c.history
-        ]
-        if done and done[-1][0] == cfg.epochs - 1:
-            metrics = dict(done[-1][1])  # the last epoch was evaluated
-        else:
-            metrics = evaluate_top_down(
-                model,
-                val[0],
-                val[1],
-                det_file=cfg.det_file,
-                flip_test=cfg.flip_test,
-            )
-        print(
-            f"Final COCO keypoint AP {metrics['AP']:.4f} (AP50 "
-            f"{metrics['AP50']:.4f}, AP75 {metrics['AP75']:.4f}, AR "
-            f"{metrics['AR']:.4f})"
-            + ("" if best is None else f"; best val_AP {best:.4f}")
-        )
-    else:
-        print("No validation set (--val-ann): no COCO AP.")
-    summary = {
-        **{k: float(v) for k, v in metrics.items()},
-        "best_AP": best,
-        "backend": keras.backend.backend(),
-        "epochs": cfg.epochs,
-    }
-    (out / "final_metrics.json").write_text(json.dumps(summary, indent=2))
-    result.update(metrics)
-    result["best_AP"] = best
-    return result
 
 
 if __name__ == "__main__":

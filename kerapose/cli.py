@@ -1,5 +1,5 @@
 """The `kerapose` command line: list, describe, convert, predict, eval,
-export.
+train, export.
 
 `list`, `describe` and `--help` read the zoo's data and import neither
 Keras nor TensorFlow. The other commands check their input and output
@@ -34,8 +34,8 @@ def _cmd_list(args):
         from kerapose.zoo import kerapose_home
 
         print(
-            f"No pretrained weights{what} can be loaded: none are hosted for "
-            "download yet, and none are in "
+            f"No pretrained weights{what} can be loaded: no tag has a "
+            "download URL and none are in "
             f"{kerapose_home() / 'weights'}. Convert an official checkpoint "
             "there with `kerapose convert` (see `kerapose describe NAME`).",
             file=sys.stderr,
@@ -85,6 +85,12 @@ def _cmd_eval(args):
     from kerapose.cli_eval import run_eval
 
     return run_eval(args)
+
+
+def _cmd_train(args):
+    from kerapose.cli_train import run_train
+
+    return run_train(args)
 
 
 def _cmd_export(args):
@@ -171,6 +177,12 @@ def build_parser():
     p = add_eval_parser(sub)
     _add_logging_options(p)
     p.set_defaults(func=_cmd_eval)
+
+    from kerapose.cli_train import add_train_parser
+
+    p = add_train_parser(sub)
+    _add_logging_options(p)
+    p.set_defaults(func=_cmd_train)
 
     from kerapose.export.command import add_export_parser
 

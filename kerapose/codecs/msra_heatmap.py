@@ -34,6 +34,10 @@ class MSRAHeatmap:
         refinement: str. `"quarter"` (default) or `"dark"`.
         blur_kernel_size: int. Odd size of the DARK modulation kernel;
             its sigma follows OpenCV's rule (2.0 for 11). Defaults to `11`.
+        flip_shift: bool. In the flip test, shift the mirrored-back
+            heatmaps one pixel right before averaging, as the official
+            HRNet test does. Defaults to `True`; `False` for checkpoints
+            tested without the shift (official and MMPose RSN).
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class MSRAHeatmap:
         unbiased=False,
         refinement="quarter",
         blur_kernel_size=11,
+        flip_shift=True,
     ):
         self.input_size = tuple(int(s) for s in input_size)
         self.heatmap_size = tuple(int(s) for s in heatmap_size)
@@ -71,6 +76,7 @@ class MSRAHeatmap:
         self.unbiased = bool(unbiased)
         self.refinement = refinement
         self.blur_kernel_size = int(blur_kernel_size)
+        self.flip_shift = bool(flip_shift)
 
     @property
     def stride(self):
@@ -235,6 +241,7 @@ class MSRAHeatmap:
             "unbiased": self.unbiased,
             "refinement": self.refinement,
             "blur_kernel_size": self.blur_kernel_size,
+            "flip_shift": self.flip_shift,
         }
 
     @classmethod

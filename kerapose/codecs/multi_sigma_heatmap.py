@@ -32,7 +32,7 @@ class MultiSigmaHeatmap(MSRAHeatmap):
         sigmas: tuple of floats, coarse to fine. Defaults to RSN's
             `(2.6, 2.0, 1.7, 1.4, 1.1)` (its 15/11/9/7/5-pixel kernels).
         **kwargs: other `MSRAHeatmap` arguments (`unbiased`, `refinement`,
-            `blur_kernel_size`).
+            `blur_kernel_size`, `flip_shift`).
     """
 
     def __init__(

@@ -9,7 +9,7 @@ from kerapose.convert.core import apply_state_dict
 from kerapose.convert.higherhrnet import convert_higherhrnet
 from kerapose.convert.hourglass import convert_hourglass
 from kerapose.convert.hrnet import convert_hrnet
-from kerapose.convert.mmpose import to_official
+from kerapose.convert.mmpose import to_official_with_options
 from kerapose.convert.omnipose import convert_omnipose
 from kerapose.convert.rsn import convert_rsn
 from kerapose.convert.yolo_pose import convert_yolo_pose
@@ -80,7 +80,10 @@ def convert_checkpoint(
         raise ValueError(
             f"Unknown family {family!r}; known: {sorted(CONVERTERS)}."
         )
-    state_dict = to_official(checkpoint, family, layout)
+    state_dict, options = to_official_with_options(checkpoint, family, layout)
+    # The layout's options (an MMPose RSN file's RGB input) unless the
+    # caller sets them.
+    kwargs = {**options, **kwargs}
     return CONVERTERS[family](model, state_dict, strict=strict, **kwargs)
 
 

@@ -60,8 +60,9 @@ def predict_heatmaps(model, crops, flip_indices=None, batch_size=32):
     """Heatmaps (N, h, w, K) of normalised crops, optionally flip-tested.
 
     The flip test averages with the heatmaps of the mirrored crops, mirrored
-    back, with left/right channels swapped and shifted one pixel to the
-    right, as the official HRNet test does.
+    back, with left/right channels swapped and, when the model's codec has
+    `flip_shift` (the default), shifted one pixel to the right, as the
+    official HRNet test does; official RSN tests without the shift.
     """
     heatmaps = _run_in_buckets(model, crops, batch_size)
     if flip_indices is None:
@@ -70,9 +71,10 @@ def predict_heatmaps(model, crops, flip_indices=None, batch_size=32):
         model, np.ascontiguousarray(crops[:, :, ::-1]), batch_size
     )
     flipped = flipped[:, :, ::-1][..., list(flip_indices)]
-    shifted = np.zeros_like(flipped)
-    shifted[:, :, 1:] = flipped[:, :, :-1]
-    return (heatmaps + shifted) * 0.5
+    if getattr(getattr(model, "codec", None), "flip_shift", True):
+        # Column 0 keeps its value, as in the official code.
+        flipped[:, :, 1:] = flipped[:, :, :-1].copy()
+    return (heatmaps + flipped) * 0.5
 
 
 def keypoints_to_image(keypoints, centers, scales, input_size):

@@ -7,7 +7,8 @@ from kerapose.layers.conv_bn_act import TORCH_BN_MOMENTUM
 from kerapose.layers.conv_bn_act import ConvBNAct
 
 # The official RSN derives each branch's width from the block's *input*
-# width as `in_channels * 26 // 64`, with a literal 64 (not the stem width).
+# width as `in_channels * 26 // 64`, with a literal 64 (not the stem width);
+# MMPose calls the 26 `expand_times` and makes it configurable.
 BRANCH_NUMERATOR = 26
 BRANCH_DENOMINATOR = 64
 NUM_BRANCHES = 4
@@ -18,16 +19,17 @@ class ResidualStepsBlock(layers.Layer):
     """Residual Steps Block (RSB) of RSN, with intra-level feature fusion.
 
     Implements the block of [Learning Delicate Local Representations for
-    Multi-Person Pose Estimation](https://arxiv.org/abs/2003.04030) (Cai et
-    al., ECCV 2020) as the official code builds it. A 1x1 conv (carrying
-    the stride) widens the input to four branches of
-    `in_channels * 26 // 64` channels. Branch b (1-4) runs b 3x3 conv-BN-ReLU
-    steps; the first step adds the previous branch's first step, and step k
-    adds step k of the previous branch when that exists (dense element-wise
-    sums between neighbouring branches). The last step of every branch is
+    Multi-Person Pose Estimation](https://arxiv.org/abs/2003.04030) (Cai et al.,
+    ECCV 2020) as the official code builds it. A 1x1 conv (carrying the stride)
+    widens the input to four branches of `in_channels * expand_times // 64`
+    channels (26 in the official code). Branch b (1-4) runs b 3x3 conv-BN-ReLU
+    steps; the first step adds the previous branch's first step, and step k adds
+    step k of the previous branch when that exists (dense element-wise sums
+    between neighbouring branches). The last step of every branch is
     concatenated, mapped by a 1x1 conv-BN, added to the shortcut, and ReLU'd.
 
-    Every conv has a bias (the official RSN convs do, before their BN).
+    Every conv has a bias by default (the official RSN convs do, before
+    their BN; MMPose's do not, `use_bias=False`).
     Layer names: `split_conv`, `branch{b}_step{k}` (1-based, as the official
     `conv_bn_relu2_{b}_{k}`), `merge_conv`, `downsample`.
 
@@ -41,6 +43,10 @@ class ResidualStepsBlock(layers.Layer):
         downsample: bool or `None`. Whether the shortcut is a 1x1 conv-BN
             projection. `None` adds one when the shape changes. Defaults to
             `None`.
+        expand_times: int. Branch width = `in_channels * expand_times //
+            64`. Defaults to `26` (the official value).
+        use_bias: bool. Whether the convs before each BN have a bias.
+            Defaults to `True` (the official network).
         bn_epsilon: float. Defaults to `1e-5`.
         bn_momentum: float. Defaults to `0.9`.
 
@@ -57,20 +63,25 @@ class ResidualStepsBlock(layers.Layer):
         strides=1,
         expansion=1,
         downsample=None,
+        expand_times=BRANCH_NUMERATOR,
+        use_bias=True,
         bn_epsilon=TORCH_BN_EPSILON,
         bn_momentum=TORCH_BN_MOMENTUM,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if int(filters) <= 0 or int(expansion) <= 0:
+        if min(int(filters), int(expansion), int(expand_times)) <= 0:
             raise ValueError(
-                "`filters` and `expansion` must be positive ints. "
-                f"Received: filters={filters}, expansion={expansion}"
+                "`filters`, `expansion` and `expand_times` must be positive "
+                f"ints. Received: filters={filters}, expansion={expansion}, "
+                f"expand_times={expand_times}"
             )
         self.filters = int(filters)
         self.strides = int(strides)
         self.expansion = int(expansion)
         self.downsample = downsample
+        self.expand_times = int(expand_times)
+        self.use_bias = bool(use_bias)
         self.bn_epsilon = bn_epsilon
         self.bn_momentum = bn_momentum
         self.output_channels = self.filters * self.expansion
@@ -84,7 +95,7 @@ class ResidualStepsBlock(layers.Layer):
             kernel_size,
             strides=strides,
             activation=activation,
-            use_bias=True,
+            use_bias=self.use_bias,
             bn_epsilon=self.bn_epsilon,
             bn_momentum=self.bn_momentum,
             dtype=self.dtype_policy,
@@ -93,13 +104,16 @@ class ResidualStepsBlock(layers.Layer):
 
     def build(self, input_shape):
         in_channels = input_shape[-1]
-        self.branch_channels = in_channels * BRANCH_NUMERATOR
+        self.branch_channels = in_channels * self.expand_times
         self.branch_channels //= BRANCH_DENOMINATOR
         if self.branch_channels <= 0:
             raise ValueError(
-                f"ResidualStepsBlock '{self.name}' needs at least 3 input "
-                f"channels (branch width = in_channels * 26 // 64). "
-                f"Received input shape {tuple(input_shape)}."
+                f"ResidualStepsBlock '{self.name}' needs at least "
+                f"{-(-BRANCH_DENOMINATOR // self.expand_times)} input "
+                f"channels (branch width = in_channels * "
+                f"{self.expand_times} // 64). Received input shape "
+                f"{tuple(input_shape)}; give it more input channels or a "
+                "larger `expand_times`."
             )
         needs_projection = (
             self.strides != 1 or in_channels != self.output_channels
@@ -181,6 +195,8 @@ class ResidualStepsBlock(layers.Layer):
                 "strides": self.strides,
                 "expansion": self.expansion,
                 "downsample": self.downsample,
+                "expand_times": self.expand_times,
+                "use_bias": self.use_bias,
                 "bn_epsilon": self.bn_epsilon,
                 "bn_momentum": self.bn_momentum,
             }

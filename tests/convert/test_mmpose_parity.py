@@ -7,6 +7,7 @@ section 8); run on each backend with `KERAS_BACKEND`.
 import json
 import os
 from collections import OrderedDict
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -21,8 +22,13 @@ from kerapose.convert import convert_checkpoint
 from kerapose.convert import read_checkpoint
 from kerapose.convert.mmpose import detect_layout
 from kerapose.convert.mmpose import hrnet_from_mmpose
+from kerapose.convert.mmpose import rsn_from_mmpose
+from kerapose.convert.rsn import _mmpose_preset_for
+from kerapose.models import RSNBackbone
+from kerapose.models import RSNPoseEstimator
 from kerapose.models.hrnet.hrnet_backbone import HRNetBackbone
 from kerapose.models.top_down_estimator import TopDownPoseEstimator
+from kerapose.utils import count_params
 from tests.conftest import shared_path
 
 TOLERANCE = 1e-4  # README section 8.2 (float32 noise 5.4e-6)
@@ -117,12 +123,134 @@ def test_hrnet_key_renames():
     assert detect_layout({"backbone.w": 1, "neck.w": 2}) == "official"
 
 
-def test_mmpose_rsn_is_refused_with_the_reason(hrnet_model):
-    path = shared_path("reference", "mmpose_rsn_tiny", "model.pth")
-    with pytest.raises(
-        ValueError, match="MMPose RSN checkpoints are not converted"
-    ):
-        convert_checkpoint(hrnet_model, path, family="rsn")
+RSN_FIXTURE = "mmpose_rsn_tiny"
+
+
+def rsn_outputs(model):
+    """Max abs diff per head output of the RSN fixture (6 = 2 stages x 3
+    units, coarse to fine; MMPose predicts with the last)."""
+    x = keras.ops.convert_to_tensor(nhwc(RSN_FIXTURE, "input.npy"))
+    y = keras.ops.convert_to_numpy(model(x, training=False))
+    assert y.shape == (2, 6, 24, 16, 17)
+    return [
+        float(np.abs(y[:, i] - nhwc(RSN_FIXTURE, f"output_{i}.npy")).max())
+        for i in range(6)
+    ]
+
+
+@pytest.fixture(scope="module")
+def rsn_model():
+    """`test_rsn_mmpose` (the fixture's network) with the fixture's file."""
+    path = shared_path("reference", RSN_FIXTURE, "model.pth")
+    return zoo.load("test_rsn_mmpose", weights=path, compile=False)
+
+
+def test_rsn_matches_mmpose_outputs(rsn_model):
+    # The fixture's network: MMPose counts 315,660 parameters.
+    config = shared_path("reference", RSN_FIXTURE, "config.json")
+    params = json.loads(config.read_text())["params_total"]
+    assert count_params(rsn_model) == params == 315_660
+    assert not any(v.path.endswith("/conv/bias") for v in rsn_model.weights)
+    diffs = rsn_outputs(rsn_model)
+    print(f"[{keras.backend.backend()}] {RSN_FIXTURE}: {max(diffs):.3e}")
+    # README section 8.2: float32 noise 2.3e-6 to 8.1e-6, BN eps swap 2e-2.
+    assert max(diffs) < TOLERANCE
+
+
+def test_rsn_stem_takes_rgb_as_mmpose_does(rsn_model):
+    # MMPose's RSN is trained on RGB (no channel swap folded into the stem,
+    # unlike official RSN files): the kernel is the file's, transposed.
+    path = shared_path("reference", RSN_FIXTURE, "model.pth")
+    stem = read_checkpoint(path)["backbone.top.top.0.conv.weight"]
+    kernel = weights_of(rsn_model)["stem_conv/conv/kernel"]
+    np.testing.assert_array_equal(kernel, stem.transpose(2, 3, 1, 0))
+
+
+def test_rsn_converts_with_the_cli(tmp_path, rsn_model):
+    path = shared_path("reference", RSN_FIXTURE, "model.pth")
+    out = tmp_path / "rsn.weights.h5"
+    assert main(["convert", "test_rsn_mmpose", str(path), "-o", str(out)]) == 0
+    model = zoo.load("test_rsn_mmpose", weights=out, compile=False)
+    expected, got = weights_of(rsn_model), weights_of(model)
+    assert all(np.array_equal(got[p], v) for p, v in expected.items())
+
+
+def test_rsn_key_renames():
+    arrays = {
+        "backbone.top.top.0.conv.weight": 1,
+        "backbone.multi_stage_rsn.0.upsample.up1.in_skip.bn.bias": 2,
+        "backbone.multi_stage_rsn.0.upsample.up3.out_skip2.conv.weight": 3,
+        "backbone.multi_stage_rsn.0.downsample.layer2.0.conv_bn3.bn.weight": 4,
+        "keypoint_head.predict_layers.4.conv_layers.1.conv.weight": 5,
+        "head.predict_layers.2.conv_layers.0.bn.running_var": 6,
+        "data_preprocessor.std": 7,  # carries nothing: dropped
+        "head.predict_layers.5.prm.conv.weight": 8,  # unknown: kept
+    }
+    assert rsn_from_mmpose(arrays) == {
+        "top.conv.conv.weight": 1,
+        "stage0.upsample.up1.u_skip.bn.bias": 2,
+        "stage0.upsample.up3.skip2.conv.weight": 3,
+        "stage0.downsample.layer2.0.conv_bn_relu3.bn.weight": 4,
+        # 3 units in the file: head output n is stage n // 3, unit n % 3.
+        "stage1.upsample.up2.res_conv2.conv.weight": 5,
+        "stage0.upsample.up3.res_conv1.bn.running_var": 6,
+        "head.predict_layers.5.prm.conv.weight": 8,
+    }
+    mixed = {
+        "backbone.multi_stage_rsn.0.upsample.up1.in_skip.bn.bias": 1,
+        "head.predict_layers.0.conv_layers.0.conv.weight": 2,
+        "keypoint_head.predict_layers.0.conv_layers.0.conv.weight": 3,
+    }
+    with pytest.raises(ValueError, match="mixes checkpoint layouts"):
+        rsn_from_mmpose(mixed)
+
+
+def test_mmpose_rsn_into_official_rsn_names_the_variant():
+    # The fixture's network with the official conv biases.
+    official = zoo.load("test_rsn_mmpose", compile=False)
+    config = official.backbone.get_config()
+    model = RSNPoseEstimator(
+        RSNBackbone.from_config({**config, "conv_bias": True})
+    )
+    before = weights_of(model)
+    path = shared_path("reference", RSN_FIXTURE, "model.pth")
+    with pytest.raises(CheckpointMismatchError, match="conv_bias=False"):
+        convert_checkpoint(model, path)
+    after = weights_of(model)
+    assert all(np.array_equal(after[p], v) for p, v in before.items())
+    # Full-size models get the preset to use.
+    rsn_50_x2 = SimpleNamespace(stage_blocks=(3, 4, 6, 3), num_stages=2)
+    assert _mmpose_preset_for(rsn_50_x2) == "rsn_50_x2_mmpose"
+
+
+def test_official_rsn_into_mmpose_variant_says_conv_bias():
+    # The official `rsn_tiny` network without conv biases.
+    backbone = RSNBackbone(
+        stage_blocks=(1, 1, 1, 1),
+        num_stages=2,
+        layer_channels=(8, 16, 32, 64),
+        stem_channels=8,
+        upsample_channels=32,
+        image_shape=(96, 64, 3),
+        conv_bias=False,
+    )
+    path = shared_path("reference", "rsn_tiny", "model.pth")
+    with pytest.raises(CheckpointMismatchError, match="official preset"):
+        convert_checkpoint(RSNPoseEstimator(backbone), path)
+
+
+def test_mmpose_rsn_and_hrnet_files_name_their_layout(hrnet_model, rsn_model):
+    rsn = shared_path("reference", RSN_FIXTURE, "model.pth")
+    hrnet = shared_path("reference", "mmpose_hrnet_tiny", "model.pth")
+    with pytest.raises(ValueError, match="is an MMPose RSN checkpoint"):
+        convert_checkpoint(hrnet_model, rsn)
+    with pytest.raises(ValueError, match="rsn_50_mmpose"):
+        zoo.load("test_hrnet", weights=rsn, compile=False)
+    before = weights_of(rsn_model)
+    with pytest.raises(ValueError, match="not an MMPose RSN one"):
+        convert_checkpoint(rsn_model, hrnet)
+    after = weights_of(rsn_model)
+    assert all(np.array_equal(after[p], v) for p, v in before.items())
 
 
 class _Exploit:

@@ -2,9 +2,12 @@
 
 Fixtures come from the official `RSN` and `PRM` classes (see
 `shared/reference/README.md`, section 4.3); run on each backend with
-`KERAS_BACKEND`.
+`KERAS_BACKEND`. The official RSN takes BGR-normalised input (ImageNet
+statistics in BGR order); `convert_rsn` folds that into the stem, so the
+fixture input goes to the converted model channel-reversed (RGB).
 """
 
+import cv2
 import keras
 import numpy as np
 import pytest
@@ -13,10 +16,13 @@ from kerapose.convert import CheckpointMismatchError
 from kerapose.convert import convert_checkpoint
 from kerapose.convert import convert_rsn
 from kerapose.convert import read_checkpoint
+from kerapose.convert.rsn import STEM_KERNEL
+from kerapose.convert.rsn import fold_bgr_input
 from kerapose.convert.rsn import rsn_key_map
 from kerapose.layers import PoseRefineMachine
 from kerapose.models import RSNBackbone
 from kerapose.models import RSNPoseEstimator
+from kerapose.testing import official_reference as official
 from tests.conftest import shared_path
 
 TOLERANCE = 1e-4  # README section 3 (float32 noise 5.7e-6 / 2.8e-6)
@@ -44,6 +50,11 @@ def nhwc(*parts):
     return np.load(shared_path(*parts)).transpose(0, 2, 3, 1)
 
 
+def rgb(bgr_input):
+    """The official BGR-normalised input as kerapose's RGB-normalised one."""
+    return np.ascontiguousarray(bgr_input[..., ::-1])
+
+
 def final_heatmaps(model, x):
     y = model(keras.ops.convert_to_tensor(x), training=False)
     return keras.ops.convert_to_numpy(y)[:, -1]
@@ -61,6 +72,14 @@ def converted(state_dict):
     return model, report
 
 
+@pytest.fixture(scope="module")
+def unfolded(state_dict):
+    """The weights as trained: the official network, taking BGR input."""
+    model = build_model()
+    assert convert_rsn(model, state_dict, input_channels="rgb").ok
+    return model
+
+
 def test_pth_matches_official_output(converted):
     model, report = converted
     assert report.ok, report
@@ -69,16 +88,72 @@ def test_pth_matches_official_output(converted):
     assert len(report.ignored) == 142  # num_batches_tracked
     x = nhwc("reference", "rsn_tiny", "input.npy")
     ref = nhwc("reference", "rsn_tiny", "output.npy")
-    diff = float(np.abs(final_heatmaps(model, x) - ref).max())
+    diff = float(np.abs(final_heatmaps(model, rgb(x)) - ref).max())
     print(f"[{keras.backend.backend()}] rsn_tiny max |diff| = {diff:.3e}")
     assert diff < TOLERANCE
+    # Without the reversal the input is read in the wrong channel order.
+    wrong = float(np.abs(final_heatmaps(model, x) - ref).max())
+    assert wrong > 100 * TOLERANCE
+
+
+def test_unfolded_weights_take_the_official_bgr_input(unfolded):
+    x = nhwc("reference", "rsn_tiny", "input.npy")
+    ref = nhwc("reference", "rsn_tiny", "output.npy")
+    diff = float(np.abs(final_heatmaps(unfolded, x) - ref).max())
+    assert diff < TOLERANCE
+
+
+def test_real_image_folded_rgb_equals_official_bgr(converted, unfolded):
+    # One JPEG crop, normalised both ways: kerapose's RGB with ImageNet
+    # statistics into the folded weights, the official BGR with BGR
+    # statistics into the weights as trained.
+    bgr = cv2.imread(
+        str(shared_path("data", "coco_sample", "000000000785.jpg"))
+    )
+    center, scale = official.box_to_center_scale(
+        [280.79, 44.73, 218.7, 346.68], 64 / 96
+    )
+    crops = {
+        order: official.crop(bgr, center, scale, (96, 64), order)[None]
+        for order in ("rgb", "bgr")
+    }
+    np.testing.assert_allclose(
+        crops["rgb"], rgb(crops["bgr"]), atol=1e-6
+    )  # the fold's premise
+    folded = final_heatmaps(converted[0], crops["rgb"])
+    expected = final_heatmaps(unfolded, crops["bgr"])
+    diff = float(np.abs(folded - expected).max())
+    print(f"[{keras.backend.backend()}] real image max |diff| = {diff:.3e}")
+    assert diff < TOLERANCE
+    assert np.abs(expected).max() > 100 * TOLERANCE  # not a blank map
+
+
+def test_fold_reverses_only_the_stem_kernel(state_dict):
+    folded = fold_bgr_input(state_dict)
+    np.testing.assert_array_equal(
+        folded[STEM_KERNEL], state_dict[STEM_KERNEL][:, ::-1]
+    )
+    assert not np.array_equal(folded[STEM_KERNEL], state_dict[STEM_KERNEL])
+    for key, value in state_dict.items():
+        if key != STEM_KERNEL:
+            assert folded[key] is value, key
+    # No stem (a PRM alone): nothing to fold.
+    key = "prm.conv_bn_relu_prm_1.conv.weight"
+    prm = {key: np.zeros((17, 17, 3, 3))}
+    assert fold_bgr_input(prm)[key] is prm[key]
+
+
+def test_unknown_channel_order_is_refused(state_dict):
+    # Refused before the model is looked at.
+    with pytest.raises(ValueError, match="'bgr' for official RSN"):
+        convert_rsn(None, state_dict, input_channels="BGR")
 
 
 def test_predict_decodes_the_official_final_heatmaps(converted):
     model, _ = converted
     x = nhwc("reference", "rsn_tiny", "input.npy")
     ref = nhwc("reference", "rsn_tiny", "output.npy")
-    out = model.predict(x, verbose=0)
+    out = model.predict(rgb(x), verbose=0)
     np.testing.assert_allclose(out["heatmaps"], ref, atol=TOLERANCE)
     assert out["keypoints"].shape == (2, 17, 2)
 

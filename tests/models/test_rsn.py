@@ -240,3 +240,70 @@ def test_trains_on_the_top_down_pipeline(tmp_path):
     model.compile(optimizer="sgd")
     history = model.fit(ds, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_mmpose_knobs_build_mmpose_rsn():
+    # MMPose's RSN: any unit count, branch factor and no conv biases.
+    backbone = RSNBackbone(
+        stage_blocks=(1, 1, 1),
+        num_stages=2,
+        num_units=3,
+        layer_channels=(16, 32, 64),
+        stem_channels=16,
+        upsample_channels=16,
+        expand_times=6,
+        conv_bias=False,
+        image_shape=(64, 64, 3),
+    )
+    y = backbone(_x(1))
+    assert tuple(y.shape) == (1, 6, 16, 16, 17)  # 2 stages x 3 units
+    assert {
+        k: tuple(v.shape[1:3]) for k, v in backbone.pyramid_outputs.items()
+    } == {
+        "P2": (16, 16),
+        "P3": (8, 8),
+        "P4": (4, 4),
+    }
+    assert not any(
+        v.path.endswith("/bias") and "/conv/" in v.path
+        for v in backbone.weights
+    )
+    # Branch width = in_channels * expand_times // 64: 32 * 6 // 64 = 3.
+    block = backbone.get_layer("stage0_layer3_block0")
+    assert block.branch_channels == 3
+    assert block.get_config()["use_bias"] is False
+    model = RSNPoseEstimator(backbone)
+    assert model.units_per_stage == model.default_loss().units_per_stage == 3
+    revived = RSNBackbone.from_config(backbone.get_config())
+    assert revived.num_units == 3 and revived.conv_bias is False
+    assert revived.expand_times == 6
+    with pytest.raises(ValueError, match="3 positive ints"):
+        RSNBackbone(stage_blocks=(1, 1, 1, 1), num_units=3)
+    for bad in (0, 5, True, 2.0):
+        with pytest.raises(ValueError, match="num_units"):
+            RSNBackbone(num_units=bad, stage_blocks=(1,), layer_channels=(8,))
+    with pytest.raises(ValueError, match="expand_times"):
+        RSNBackbone(expand_times=0)
+
+
+# MMPose's RSN is the official network less the conv biases (one per output
+# channel of every conv before a BN): the official counts come from the
+# official classes (shared/reference/README.md section 6) or, for the
+# multi-stage RSN-50s, kerapose's `conv_bias=True` build.
+@pytest.mark.large
+@pytest.mark.parametrize(
+    "name, official, params",
+    [
+        ("rsn_18_mmpose", 9_159_072, 9_144_936),
+        ("rsn_50_x2_mmpose", 39_316_920, 39_261_904),
+    ],
+)
+def test_mmpose_variants_are_official_counts_less_conv_biases(
+    name, official, params
+):
+    model = zoo.load(name, compile=False)
+    kernels = [v for v in model.weights if v.path.endswith("/conv/kernel")]
+    biases = sum(int(v.shape[-1]) for v in kernels)
+    assert count_params(model) == params == official - biases
+    assert not any(v.path.endswith("/conv/bias") for v in model.weights)
+    keras.backend.clear_session()

@@ -11,7 +11,8 @@ from kerapose.layers.residual_steps_block import ResidualStepsBlock
 from kerapose.models.backbone import Backbone
 from kerapose.models.input_checks import check_image_batch
 
-NUM_LEVELS = 4  # encoder layers = decoder units per stage
+NUM_LEVELS = 4  # official encoder layers = decoder units per stage
+MAX_LEVELS = 4  # deeper encoders would need inputs in multiples of 64
 
 
 def check_input_size(images, image_shape, owner):
@@ -42,12 +43,12 @@ class RSNBackbone(Backbone):
     2020) as the official network builds it:
 
     * a 7x7 stride-2 conv and a 3x3 stride-2 max-pool;
-    * per stage, an encoder of four layers of `ResidualStepsBlock`s
-      (strides 4, 8, 16, 32) and a decoder of four upsampling units from
-      stride 32 up to stride 4. Unit u adds a 1x1 conv of the encoder
-      feature to a 1x1 conv of the previous unit's output, resized with
-      corner-aligned bilinear sampling, then ReLU; each unit predicts
-      heatmaps (1x1 conv-BN-ReLU, 3x3 conv-BN) resized to stride 4;
+    * per stage, an encoder of four layers of `ResidualStepsBlock`s (strides 4,
+      8, 16, 32) and a decoder of four upsampling units from stride 32 up to
+      stride 4 (`num_units` changes the four). Unit u adds a 1x1 conv of the
+      encoder feature to a 1x1 conv of the previous unit's output, resized with
+      corner-aligned bilinear sampling, then ReLU; each unit predicts heatmaps
+      (1x1 conv-BN-ReLU, 3x3 conv-BN) resized to stride 4;
     * between stages, every level of the next encoder adds two 1x1
       conv-BN-ReLU skips (of this stage's encoder and decoder features),
       and the next stage starts from a 1x1 conv of the last decoder output;
@@ -55,27 +56,39 @@ class RSNBackbone(Backbone):
       places it after the last stage; the official code defines it but does
       not connect it).
 
-    The output stacks every unit's heatmaps, (B, 4 * num_stages, h, w, K),
+    The output stacks every unit's heatmaps, (B, U, h, w, K) with
+    U = num_units * num_stages,
     ordered stage by stage and, within a stage, from the coarsest unit to
     the finest; `[:, -1]` is the prediction. `pyramid_outputs` holds the
     last stage's decoder features (`"P2"`..`"P5"` = strides 4..32).
 
+    MMPose's RSN is this network without conv biases (`conv_bias=False`),
+    with `num_units` and `expand_times` as parameters (its COCO models use
+    the official 4 and 26).
+
     Layer names follow the official modules: `stem_conv`,
     `stage{s}_layer{l}_block{i}` (l = 1..4), `stage{s}_up{u}_{lateral,
-    top_down, skip1, skip2, res_conv, heatmap}` (u = 1 at stride 32 to 4 at
-    stride 4), `stage{s}_cross_conv`, `prm`.
+    top_down, skip1, skip2, res_conv, heatmap}` (u = 1 at the coarsest
+    stride to num_units at stride 4), `stage{s}_cross_conv`, `prm`.
 
     Shapes: B batch, K keypoints, (H, W) input, (h, w) = (H/4, W/4).
 
     Args:
-        stage_blocks: tuple of 4 ints. RSBs per encoder layer, e.g.
-            `(2, 2, 2, 2)` for RSN-18, `(3, 4, 6, 3)` for RSN-50.
+        stage_blocks: tuple of `num_units` ints. RSBs per encoder layer,
+            e.g. `(2, 2, 2, 2)` for RSN-18, `(3, 4, 6, 3)` for RSN-50.
         num_stages: int. Stacked stages (4 for 4xRSN). Defaults to `1`.
-        layer_channels: tuple of 4 ints. RSB widths (before expansion).
-            Defaults to `(64, 128, 256, 512)`.
+        num_units: int. Encoder layers, and decoder units, per stage (1 to
+            4). Defaults to `4` (the official network).
+        layer_channels: tuple of `num_units` ints. RSB widths (before
+            expansion). Defaults to `(64, 128, 256, 512)`.
         stem_channels: int. Stem width, also the width of the cross-stage
             conv. Defaults to `64`.
         block_expansion: int. RSB expansion. Defaults to `1`.
+        expand_times: int. RSB branch width = `in_channels * expand_times
+            // 64`. Defaults to `26` (the official value).
+        conv_bias: bool. Whether every conv before a BN has a bias.
+            Defaults to `True` (the official network); `False` is
+            MMPose's RSN.
         upsample_channels: int. Decoder width. Defaults to `256`.
         num_keypoints: int. Heatmap channels. Defaults to `17`.
         use_prm: bool. Refine the final heatmaps with PRM. Defaults to
@@ -106,6 +119,9 @@ class RSNBackbone(Backbone):
         stem_channels=64,
         block_expansion=1,
         upsample_channels=256,
+        num_units=NUM_LEVELS,
+        expand_times=26,
+        conv_bias=True,
         num_keypoints=17,
         use_prm=False,
         image_shape=(256, 192, 3),
@@ -114,18 +130,29 @@ class RSNBackbone(Backbone):
         dtype=None,
         **kwargs,
     ):
+        if (
+            isinstance(num_units, bool)
+            or not isinstance(num_units, int)
+            or not 1 <= num_units <= MAX_LEVELS
+        ):
+            raise ValueError(
+                f"`num_units` must be an int from 1 to {MAX_LEVELS}. "
+                f"Received: {num_units!r}"
+            )
         stage_blocks = tuple(int(b) for b in stage_blocks)
         layer_channels = tuple(int(c) for c in layer_channels)
         for arg, value in (
             ("stage_blocks", stage_blocks),
             ("layer_channels", layer_channels),
         ):
-            if len(value) != NUM_LEVELS or min(value) <= 0:
+            if len(value) != num_units or min(value) <= 0:
                 raise ValueError(
-                    f"`{arg}` must be 4 positive ints. Received: {value}"
+                    f"`{arg}` must be {num_units} positive ints (one per "
+                    f"unit, `num_units={num_units}`). Received: {value}"
                 )
         for arg, value in (
             ("num_stages", num_stages),
+            ("expand_times", expand_times),
             ("stem_channels", stem_channels),
             ("block_expansion", block_expansion),
             ("upsample_channels", upsample_channels),
@@ -153,6 +180,7 @@ class RSNBackbone(Backbone):
                     f"Received: image_shape={image_shape}"
                 )
         norm = {"bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum}
+        conv_bias = bool(conv_bias)
 
         def conv(filters, kernel_size, name, strides=1, activation="relu"):
             return ConvBNAct(
@@ -160,7 +188,7 @@ class RSNBackbone(Backbone):
                 kernel_size,
                 strides=strides,
                 activation=activation,
-                use_bias=True,
+                use_bias=conv_bias,
                 dtype=dtype,
                 name=name,
                 **norm,
@@ -179,12 +207,14 @@ class RSNBackbone(Backbone):
             last_stage = s == num_stages - 1
             # --- encoder ---
             encoded = []
-            for level in range(NUM_LEVELS):
+            for level in range(num_units):
                 for i in range(stage_blocks[level]):
                     x = ResidualStepsBlock(
                         layer_channels[level],
                         strides=2 if level > 0 and i == 0 else 1,
                         expansion=block_expansion,
+                        expand_times=expand_times,
+                        use_bias=conv_bias,
                         dtype=dtype,
                         name=f"stage{s}_layer{level + 1}_block{i}",
                         **norm,
@@ -194,12 +224,12 @@ class RSNBackbone(Backbone):
                         dtype=dtype, name=f"stage{s}_layer{level + 1}_skip"
                     )([x, *skips[level]])
                 encoded.append(x)
-            # --- decoder, stride 32 -> 4 ---
+            # --- decoder, coarsest stride -> 4 ---
             decoded = []
-            new_skips = [None] * NUM_LEVELS
+            new_skips = [None] * num_units
             out = None
-            for u in range(NUM_LEVELS):
-                level = NUM_LEVELS - 1 - u
+            for u in range(num_units):
+                level = num_units - 1 - u
                 lateral = encoded[level]
                 prefix = f"stage{s}_up{u + 1}"
                 y = conv(
@@ -248,6 +278,9 @@ class RSNBackbone(Backbone):
         # === Config ===
         self.stage_blocks = stage_blocks
         self.num_stages = num_stages
+        self.num_units = num_units
+        self.expand_times = expand_times
+        self.conv_bias = conv_bias
         self.layer_channels = layer_channels
         self.stem_channels = stem_channels
         self.block_expansion = block_expansion
@@ -257,7 +290,9 @@ class RSNBackbone(Backbone):
         self.image_shape = image_shape
         self.bn_epsilon = bn_epsilon
         self.bn_momentum = bn_momentum
-        self.pyramid_outputs = {f"P{5 - u}": d for u, d in enumerate(decoded)}
+        self.pyramid_outputs = {
+            f"P{num_units + 1 - u}": d for u, d in enumerate(decoded)
+        }
 
     def __call__(self, inputs, *args, **kwargs):
         check_input_size(inputs, self.image_shape, type(self).__name__)
@@ -269,7 +304,7 @@ class RSNBackbone(Backbone):
         prefixes = [
             f"stage{s}_up{u + 1}_heatmap/"
             for s in range(self.num_stages)
-            for u in range(NUM_LEVELS)
+            for u in range(self.num_units)
         ]
         return tuple(prefixes + (["prm/"] if self.use_prm else []))
 
@@ -279,6 +314,9 @@ class RSNBackbone(Backbone):
             {
                 "stage_blocks": list(self.stage_blocks),
                 "num_stages": self.num_stages,
+                "num_units": self.num_units,
+                "expand_times": self.expand_times,
+                "conv_bias": self.conv_bias,
                 "layer_channels": list(self.layer_channels),
                 "stem_channels": self.stem_channels,
                 "block_expansion": self.block_expansion,

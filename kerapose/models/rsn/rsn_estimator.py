@@ -4,7 +4,6 @@ from keras import layers
 from kerapose.api_export import kerapose_export
 from kerapose.codecs.multi_sigma_heatmap import MultiSigmaHeatmap
 from kerapose.losses.multi_stage_loss import MultiStageHeatmapLoss
-from kerapose.models.rsn.rsn_backbone import NUM_LEVELS
 from kerapose.models.rsn.rsn_backbone import check_input_size
 from kerapose.models.top_down_estimator import TopDownPoseEstimator
 
@@ -13,13 +12,13 @@ from kerapose.models.top_down_estimator import TopDownPoseEstimator
 class RSNPoseEstimator(TopDownPoseEstimator):
     """Top-down RSN: every decoder unit of every stage predicts heatmaps.
 
-    `call` returns all unit heatmaps, (B, U, h, w, K) with U = 4 x stages
-    (see `RSNBackbone`); the default loss (`MultiStageHeatmapLoss`)
-    supervises each of them, with OHKM on the finest unit of every stage.
-    `predict` decodes the last one (the final stage's finest unit, after PRM
-    when the backbone has it) into `heatmaps` (B, h, w, K), `keypoints`
-    (B, K, 2) and `scores` (B, K), like `TopDownPoseEstimator`, so the
-    evaluation and inference helpers work unchanged.
+    `call` returns all unit heatmaps, (B, U, h, w, K) with U = units x stages
+    (see `RSNBackbone`; 4 units officially); the default loss
+    (`MultiStageHeatmapLoss`) supervises each of them, with OHKM on the finest
+    unit of every stage. `predict` decodes the last one (the final stage's
+    finest unit, after PRM when the backbone has it) into `heatmaps` (B, h, w,
+    K), `keypoints` (B, K, 2) and `scores` (B, K), like `TopDownPoseEstimator`,
+    so the evaluation and inference helpers work unchanged.
 
     Targets: heatmaps (B, h, w, K), the same for every unit, or per-unit
     Gaussian sizes (B, T, h, w, K) as a `MultiSigmaHeatmap` codec encodes
@@ -82,7 +81,7 @@ class RSNPoseEstimator(TopDownPoseEstimator):
         self.backbone = backbone
         self.num_keypoints = backbone.num_keypoints
         self.codec = codec
-        self.units_per_stage = NUM_LEVELS
+        self.units_per_stage = backbone.num_units
 
     def __call__(self, inputs, *args, **kwargs):
         check_input_size(inputs, self.backbone.image_shape, type(self).__name__)

@@ -6,6 +6,10 @@ network (the official repository's HEAD ships only that block; its RSN-50
 file, deleted from the repository, set the expansion to 4 and grew to 295M
 parameters, see zoo/rsn/README.md). `rsn_50_x4` is the paper's 4xRSN-50
 with the Pose Refine Machine after the last stage.
+
+The `*_mmpose` presets are MMPose's RSN (the same network without conv
+biases, `conv_bias=False`), whose MMPose 1.x COCO checkpoints convert
+through `kerapose.convert.mmpose`.
 """
 
 # `kerapose.codecs.multi_sigma_heatmap.RSN_SIGMAS` (Gaussian kernels 15, 11,
@@ -17,6 +21,10 @@ _OFFICIAL = (
     "authors' Google Drive linked from its README, MIT licence"
 )
 _PAPER = "https://arxiv.org/abs/2003.04030"
+_MMPOSE_URL = (
+    "https://download.openmmlab.com/mmpose/v1/body_2d_keypoint/"
+    "topdown_heatmap/coco/"
+)
 
 
 def _estimator(
@@ -28,8 +36,17 @@ def _estimator(
     stem=64,
     upsample=256,
     num_keypoints=17,
+    flip_shift=True,
+    mmpose=None,
 ):
+    """`mmpose`: `None` (the official network) or a dict of MMPose's
+    `num_units` and `expand_times`; MMPose's RSN also has no conv biases."""
     h, w = image_shape[:2]
+    extra, sigmas = {}, RSN_SIGMAS
+    if mmpose is not None:
+        extra = {**mmpose, "conv_bias": False}
+        # A target per unit, plus the sharper one of the last stage.
+        sigmas = RSN_SIGMAS[-(mmpose["num_units"] + 1) :]
     return {
         "class_name": "kerapose>RSNPoseEstimator",
         "config": {
@@ -44,6 +61,7 @@ def _estimator(
                     "num_keypoints": num_keypoints,
                     "use_prm": use_prm,
                     "image_shape": list(image_shape),
+                    **extra,
                 },
             },
             "num_keypoints": num_keypoints,
@@ -54,7 +72,8 @@ def _estimator(
                 "config": {
                     "input_size": [h, w],
                     "heatmap_size": [h // 4, w // 4],
-                    "sigmas": list(RSN_SIGMAS),
+                    "sigmas": list(sigmas),
+                    "flip_shift": flip_shift,
                 },
             },
         },
@@ -76,7 +95,40 @@ def _tag(name, image_shape, ap, checkpoint=None):
     return tag
 
 
+def _official_preprocessing():
+    """How the official RSN checkpoints were trained and tested, where it
+    differs from kerapose's defaults (RGB, ImageNet mean/std on 0-1 pixels,
+    flip test with a one-pixel heatmap shift, boxes padded by 1.25,
+    quarter-pixel decode). From the official `exps/*/config.py`,
+    `dataset/attribute.py`, `dataset/JointsDataset.py` and `test.py`.
+    """
+    return {
+        # OpenCV's BGR with ImageNet's statistics in BGR order, on 0-1
+        # pixels. `convert_rsn` folds it into the stem conv: the converted
+        # model takes kerapose's RGB input.
+        "channel_order": "bgr",
+        "mean": [0.406, 0.456, 0.485],
+        "std": [0.225, 0.224, 0.229],
+        "folded_into_stem": True,
+        # Honoured: the codec's `flip_shift` is False.
+        "flip_heatmap_shift": False,
+        # Recorded only; kerapose crops and decodes as the HRNet test does.
+        # Test box: w, h times (1 + extension), then the aspect fix.
+        "box_extension": [0.09, 0.135],
+        # Heatmaps blurred (5x5 Gaussian), the argmax moved 0.25 px toward
+        # the second maximum, then x * 4 + 2 input pixels.
+        "decode": {
+            "gaussian_kernel": 5,
+            "shift_to_second_max": 0.25,
+            "offset_input_px": 2,
+        },
+    }
+
+
 def _rsn(name, description, blocks, tags, num_stages=1, use_prm=False):
+    tags = {f"coco_{s[0]}x{s[1]}": _tag(name, s, ap) for s, ap in tags}
+    for tag in tags.values():
+        tag["preprocessing"] = _official_preprocessing()
     return {
         "metadata": {
             "family": "rsn",
@@ -84,9 +136,56 @@ def _rsn(name, description, blocks, tags, num_stages=1, use_prm=False):
             "paper": _PAPER,
         },
         "config": _estimator(
-            blocks, (256, 192, 3), num_stages=num_stages, use_prm=use_prm
+            blocks,
+            (256, 192, 3),
+            num_stages=num_stages,
+            use_prm=use_prm,
+            flip_shift=False,
         ),
-        "tags": {f"coco_{s[0]}x{s[1]}": _tag(name, s, ap) for s, ap in tags},
+        "tags": tags,
+    }
+
+
+def _rsn_mmpose(name, model, blocks, num_stages, config, stamp, ap):
+    """MMPose's RSN with its MMPose 1.x COCO checkpoint.
+
+    The checkpoint is `<config>-<stamp>.pth`; `stamp` is
+    `<sha256[:8]>_<date>`, as MMPose's `publish_model.py` names files.
+    """
+    return {
+        "metadata": {
+            "family": "rsn",
+            "description": (
+                f"{model} as MMPose builds it (no conv biases), for MMPose's "
+                "COCO weights."
+            ),
+            "paper": _PAPER,
+        },
+        "config": _estimator(
+            blocks,
+            (256, 192, 3),
+            num_stages=num_stages,
+            flip_shift=False,  # MMPose's RSN configs flip without a shift
+            mmpose={"num_units": 4, "expand_times": 26},
+        ),
+        "tags": {
+            "coco_256x192": {
+                "image_shape": [256, 192, 3],
+                "metrics": {"coco/AP": ap},
+                "weights": {
+                    "file": f"{name}_coco_256x192.weights.h5",
+                    "url": f"{_MMPOSE_URL}{config}-{stamp}.pth",
+                    "sha256_prefix": stamp.split("_")[0],
+                    "layout": "mmpose-1.x",
+                    "source": (
+                        "MMPose 1.x model zoo (open-mmlab/mmpose), config "
+                        "configs/body_2d_keypoint/topdown_heatmap/coco/"
+                        f"{config}.py"
+                    ),
+                    "licence": "Apache-2.0",
+                },
+            }
+        },
     }
 
 
@@ -126,6 +225,44 @@ presets = {
         num_stages=4,
         use_prm=True,
     ),
+    # MMPose 1.x COCO models. AP: MMPose's model zoo (COCO val2017, person
+    # detector boxes, flip test).
+    "rsn_18_mmpose": _rsn_mmpose(
+        "rsn_18_mmpose",
+        "RSN-18",
+        (2, 2, 2, 2),
+        1,
+        "td-hm_rsn18_8xb32-210e_coco-256x192",
+        "9049ed09_20221013",
+        0.704,
+    ),
+    "rsn_50_mmpose": _rsn_mmpose(
+        "rsn_50_mmpose",
+        "RSN-50",
+        (3, 4, 6, 3),
+        1,
+        "td-hm_rsn50_8xb32-210e_coco-256x192",
+        "c35901d5_20221013",
+        0.724,
+    ),
+    "rsn_50_x2_mmpose": _rsn_mmpose(
+        "rsn_50_x2_mmpose",
+        "2xRSN-50",
+        (3, 4, 6, 3),
+        2,
+        "td-hm_2xrsn50_8xb32-210e_coco-256x192",
+        "9ede341e_20221013",
+        0.748,
+    ),
+    "rsn_50_x3_mmpose": _rsn_mmpose(
+        "rsn_50_x3_mmpose",
+        "3xRSN-50",
+        (3, 4, 6, 3),
+        3,
+        "td-hm_3xrsn50_8xb32-210e_coco-256x192",
+        "c3e3c4fe_20221013",
+        0.750,
+    ),
     # Tiny configuration for tests: two stages, PRM, every kind of layer.
     "test_rsn": {
         "metadata": {
@@ -141,6 +278,24 @@ presets = {
             widths=(8, 16, 32, 64),
             stem=8,
             upsample=16,
+        ),
+        "tags": {},
+    },
+    # The `mmpose_rsn_tiny` reference fixture's network: MMPose's RSN with
+    # 3 units, branch factor 6 and no conv biases.
+    "test_rsn_mmpose": {
+        "metadata": {
+            "family": "rsn",
+            "description": "Tiny 2-stage, 3-unit MMPose RSN for tests.",
+            "paper": _PAPER,
+        },
+        "config": _estimator(
+            (1, 1, 1),
+            (96, 64, 3),
+            num_stages=2,
+            widths=(64, 128, 256),
+            upsample=16,
+            mmpose={"num_units": 3, "expand_times": 6},
         ),
         "tags": {},
     },
