@@ -44,6 +44,18 @@ def detect_layout(state_dict):
     return "official"
 
 
+def _put(out, source, new, key, value):
+    """Stores `value` under the official key `new`; two MMPose keys mapping
+    to one official key mean the file mixes layouts."""
+    if new in out:
+        raise ValueError(
+            f"MMPose keys {source[new]!r} and {key!r} both map to "
+            f"{new!r}; the file mixes checkpoint layouts. Keep one head "
+            "(`head.` for MMPose 1.x or `keypoint_head.` for 0.x)."
+        )
+    out[new], source[new] = value, key
+
+
 def hrnet_from_mmpose(state_dict):
     """Renames MMPose HRNet keys (1.x or 0.x) to the official ones.
 
@@ -69,13 +81,7 @@ def hrnet_from_mmpose(state_dict):
             if key.startswith(old):
                 new = official + key[len(old) :]
                 break
-        if new in out:
-            raise ValueError(
-                f"MMPose keys {source[new]!r} and {key!r} both map to "
-                f"{new!r}; the file mixes checkpoint layouts. Keep one head "
-                "(`head.` for MMPose 1.x or `keypoint_head.` for 0.x)."
-            )
-        out[new], source[new] = value, key
+        _put(out, source, new, key, value)
     return out
 
 
@@ -155,13 +161,7 @@ def rsn_from_mmpose(state_dict):
             stage, rest = key[len(RSN_STAGES) :].split(".", 1)
             parts = [_RSN_MODULES.get(p, p) for p in rest.split(".")]
             new = f"stage{stage}." + ".".join(parts)
-        if new in out:
-            raise ValueError(
-                f"MMPose keys {source[new]!r} and {key!r} both map to "
-                f"{new!r}; the file mixes checkpoint layouts. Keep one head "
-                "(`head.` for MMPose 1.x or `keypoint_head.` for 0.x)."
-            )
-        out[new], source[new] = value, key
+        _put(out, source, new, key, value)
     return out
 
 
