@@ -5,6 +5,7 @@ from kerapose.inference.boxes import validate_boxes as validate_boxes
 from kerapose.inference.draw import draw_grid as draw_grid
 from kerapose.inference.draw import draw_poses as draw_poses
 from kerapose.inference.draw import overlay_heatmaps as overlay_heatmaps
+from kerapose.inference.fast_forward import FastForward as FastForward
 from kerapose.inference.image_io import read_image as read_image
 from kerapose.inference.pipeline import DetectionsFile as DetectionsFile
 from kerapose.inference.pipeline import PosePipeline as PosePipeline
@@ -16,6 +17,7 @@ from kerapose.inference.tracking import PoseTracker as PoseTracker
 from kerapose.inference.video import predict_video as predict_video
 
 __all__ = [
+    "FastForward",
     "DetectionsFile",
     "KeypointSmoother",
     "OneEuroFilter",

@@ -1,0 +1,231 @@
+"""The fastest inference forward pass of a Keras model on each backend.
+
+Keras runs a model on the PyTorch backend eagerly, layer by layer: every
+layer call costs Python time, and every convolution copies its input and
+its kernel between the NHWC layout of the model and the layout PyTorch's
+kernels use. On this CPU that is about two thirds of HRNet-W32's time.
+`FastForward` records the model's PyTorch operations once per input shape
+(`torch.jit.trace`) and freezes the trace, which makes the weights
+constants: the kernel re-layouts, the BatchNorm arithmetic on constants and
+the Python overhead happen once, not per call. The outputs equal the eager
+ones (same operations, same order).
+
+On JAX the forward pass is `jax.jit` of the model's stateless call, as
+Keras' predict does; on TensorFlow a `tf.function` graph (XLA is slower on
+CPU for these networks, BENCHMARKS.md "HRNet-W32 inference latency").
+"""
+
+import collections
+import warnings
+
+import keras
+import numpy as np
+
+
+def _to_numpy(tree):
+    return keras.tree.map_structure(keras.ops.convert_to_numpy, tree)
+
+
+class FastForward:
+    """`model(x, training=False)` compiled for the active Keras backend.
+
+    A frozen trace holds the weights as they were when it was built: after
+    training or loading other weights, call `refresh()` (or build a new
+    `FastForward`).
+
+    Args:
+        model: a built Keras model.
+        cache_size: traces kept, one per input shape (least recently used
+            dropped). Defaults to `4`.
+
+    Example:
+    ```python
+    model = kerapose.zoo.load("hrnet_w32", weights="default")
+    forward = kerapose.inference.FastForward(model)
+    heatmaps = forward(crops)  # (N, 64, 48, 17) NumPy array
+    ```
+    """
+
+    def __init__(self, model, cache_size=4):
+        self.model = model
+        self.backend = keras.backend.backend()
+        self.cache_size = int(cache_size)
+        self._cache = collections.OrderedDict()
+
+    def refresh(self):
+        """Drops the compiled functions (they re-trace on the next call)."""
+        self._cache.clear()
+
+    def __call__(self, inputs):
+        """Outputs of the model on `inputs` as NumPy arrays.
+
+        Args:
+            inputs: array (B, H, W, C) of the model's input dtype.
+        """
+        inputs = np.asarray(inputs)
+        expected = self.model.input_shape
+        if isinstance(expected, tuple) and (
+            inputs.ndim != len(expected)
+            or any(
+                e is not None and e != s
+                for e, s in zip(expected[1:], inputs.shape[1:])
+            )
+        ):
+            raise ValueError(
+                f"{self.model.name} expects inputs of shape {expected} "
+                f"(None: any size); received {inputs.shape}. Resize the "
+                "images to the model's input size first."
+            )
+        key = (inputs.shape, str(inputs.dtype))
+        if key in self._cache:
+            self._cache.move_to_end(key)
+        else:
+            self._cache[key] = _BUILDERS[self.backend](self.model, inputs)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return _to_numpy(self._cache[key](inputs))
+
+
+def _torch_forward(model, example):
+    import torch
+
+    class _Call(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model(x, training=False)
+
+    with torch.no_grad(), warnings.catch_warnings():
+        # Shapes read as Python numbers are constants of the trace: that is
+        # intended (one trace per input shape).
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        x = torch.from_numpy(example)
+        traced = torch.jit.trace(
+            _Call(model).eval(), x, strict=False, check_trace=False
+        )
+        frozen = torch.jit.freeze(traced)
+        graph = frozen.graph
+        torch._C._jit_pass_remove_mutation(graph)
+        torch._C._jit_pass_constant_propagation(graph)
+        _skip_double_copies(graph)
+        _fold_batchnorm(graph)
+        torch._C._jit_pass_dce(graph)
+
+    def run(inputs):
+        with torch.no_grad():
+            return frozen(torch.from_numpy(inputs))
+
+    return run
+
+
+_CHANNELS_LAST = 2  # torch.channels_last as a TorchScript int
+
+
+def _skip_double_copies(graph):
+    """NHWC -> NCHW copy -> channels-last copy becomes one (usually free)
+    channels-last `contiguous`: the NHWC tensor already is channels-last."""
+    for node in list(graph.nodes()):
+        if (
+            node.kind() != "aten::contiguous"
+            or node.inputsAt(1).toIValue() != _CHANNELS_LAST
+        ):
+            continue
+        source = node.inputsAt(0).node()
+        if (
+            source.kind() == "aten::contiguous"
+            and len(source.output().uses()) == 1
+        ):
+            node.replaceInput(0, source.inputsAt(0))
+            source.destroy()
+
+
+def _single_user(node, kind):
+    uses = node.output().uses()
+    if len(uses) != 1 or uses[0].user.kind() != kind:
+        return None
+    return uses[0].user
+
+
+def _constant(value):
+    node = value.node()
+    return node.output().toIValue() if node.kind() == "prim::Constant" else None
+
+
+def _fold_batchnorm(graph):
+    """conv -> (x - mean) * scale + beta with constant statistics becomes
+    the conv with scaled weights and a bias (inference BatchNorm folding)."""
+    import torch
+
+    for conv in list(graph.nodes()):
+        if conv.kind() != "aten::_convolution":
+            continue
+        weight = _constant(conv.inputsAt(1))
+        transposed = _constant(conv.inputsAt(6))
+        if not isinstance(weight, torch.Tensor) or transposed:
+            continue
+        permute = _single_user(conv, "aten::permute")
+        to = permute and _single_user(permute, "aten::to")
+        sub = to and _single_user(to, "aten::subtract")
+        mul = sub and _single_user(sub, "aten::mul")
+        add = mul and _single_user(mul, "aten::add")
+        if add is None or _constant(permute.inputsAt(1)) != [0, 2, 3, 1]:
+            continue
+        mean = _constant(sub.inputsAt(1))
+        scale = _constant(mul.inputsAt(1))
+        beta = _constant(add.inputsAt(1))
+        channels = weight.shape[0]
+        if not all(
+            isinstance(t, torch.Tensor) and t.numel() == channels
+            for t in (mean, scale, beta)
+        ) or (
+            _constant(sub.inputsAt(2)) != 1 or _constant(add.inputsAt(2)) != 1
+        ):
+            continue
+        mean, scale, beta = (t.reshape(-1) for t in (mean, scale, beta))
+        bias = _constant(conv.inputsAt(2))
+        bias = torch.zeros_like(mean) if bias is None else bias
+        graph.setInsertPoint(conv)
+        conv.replaceInput(
+            1,
+            graph.insertConstant(
+                (weight * scale.reshape(-1, 1, 1, 1)).contiguous(
+                    memory_format=torch.channels_last
+                )
+            ),
+        )
+        conv.replaceInput(2, graph.insertConstant((bias - mean) * scale + beta))
+        add.output().replaceAllUsesWith(to.output())
+    graph.setInsertPoint(graph.return_node())
+
+
+def _jax_forward(model, example):
+    import jax
+
+    @jax.jit
+    def call(trainable, non_trainable, x):
+        return model.stateless_call(trainable, non_trainable, x)[0]
+
+    def run(inputs):
+        return call(
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+            inputs,
+        )
+
+    return run
+
+
+def _tensorflow_forward(model, example):
+    import tensorflow as tf
+
+    fn = tf.function(lambda x: model(x, training=False), jit_compile=False)
+    return lambda inputs: fn(tf.convert_to_tensor(inputs))
+
+
+_BUILDERS = {
+    "torch": _torch_forward,
+    "jax": _jax_forward,
+    "tensorflow": _tensorflow_forward,
+}
