@@ -22,6 +22,18 @@ CONVERTERS = {
     "rsn": convert_rsn,
     "yolo_pose": convert_yolo_pose,
 }
+# Each family's converter version. Bump a family's number whenever a change
+# (to its converter, its MMPose renamer or the shared code) alters the
+# weights it writes: `zoo.load` then converts a cached checkpoint again
+# instead of loading what the older converter wrote.
+CONVERTER_VERSIONS = {
+    "higherhrnet": 1,
+    "hourglass": 1,
+    "hrnet": 1,
+    "omnipose": 1,
+    "rsn": 2,  # 2: the official RSN's BGR input folded into the stem
+    "yolo_pose": 1,
+}
 # Backbone class name -> family. Looked up along the MRO, so a subclass
 # registered here (OmniPoseBackbone) wins over its parent (HRNetBackbone).
 BACKBONE_FAMILIES = {
@@ -40,7 +52,7 @@ HEAD_FAMILIES = {
 }
 
 
-def _family_of(model):
+def family_of(model):
     head = getattr(model, "head", None)
     for cls in type(head).__mro__ if head is not None else ():
         if cls.__name__ in HEAD_FAMILIES:
@@ -75,7 +87,7 @@ def convert_checkpoint(
     Returns:
         `ConversionReport`.
     """
-    family = family or _family_of(model)
+    family = family or family_of(model)
     if family not in CONVERTERS:
         raise ValueError(
             f"Unknown family {family!r}; known: {sorted(CONVERTERS)}."
@@ -89,12 +101,14 @@ def convert_checkpoint(
 
 __all__ = [
     "CONVERTERS",
+    "CONVERTER_VERSIONS",
     "CheckpointFormatError",
     "CheckpointMismatchError",
     "ConversionReport",
     "UnsafeCheckpointError",
     "apply_state_dict",
     "convert_checkpoint",
+    "family_of",
     "convert_higherhrnet",
     "convert_hourglass",
     "convert_hrnet",

@@ -41,12 +41,19 @@ def _looks_like_path(name):
 
 
 def _weights_file(arch, tag, spec):
-    """The tag's converted weights, downloading and converting them once."""
+    """The tag's converted weights, downloading and converting them once.
+
+    A tag with a download URL is converted again (from the checkpoint
+    already downloaded, if still there) when its file was written by an
+    older converter of its family.
+    """
     path = _download.kerapose_home() / "weights" / spec["file"]
+    if spec.get("url"):
+        if path.exists() and not _needs_reconversion(path, spec):
+            return path
+        return _download_and_convert(f"{arch}.{tag}", spec, path)
     if path.exists():
         return path
-    if spec.get("url"):
-        return _download_and_convert(f"{arch}.{tag}", spec, path)
     official = spec.get("official_checkpoint")
     how = (
         f" Convert the official checkpoint '{official}' ({spec['source']}):"
@@ -58,6 +65,49 @@ def _weights_file(arch, tag, spec):
         f"No weights for '{arch}.{tag}' at {path} and no download URL is "
         f"registered.{how}\nOr pass weights=None for random initialisation."
     )
+
+
+def _converter_version(family):
+    """`"<family>-v<version>"`: the converter a conversion was made by."""
+    from kerapose.convert import CONVERTER_VERSIONS
+
+    return f"{family}-v{CONVERTER_VERSIONS.get(family, 0)}"
+
+
+def _model_family(model):
+    from kerapose.convert import family_of
+
+    return family_of(model)
+
+
+def _stamp_path(path):
+    """The JSON file next to a converted weights file naming its converter."""
+    stem = path.name.removesuffix(".weights.h5")
+    return path.with_name(f"{stem}.converter.json")
+
+
+def _needs_reconversion(path, spec):
+    """Whether the converted file `path` of a downloadable tag is stale.
+
+    It is when its stamp names an older converter. A file replaced since
+    its stamp was written was converted by hand (as for an official
+    checkpoint): kept. A file without a stamp was converted by hand or by a
+    kerapose from before converter versions: converted again while its
+    checkpoint is here.
+    """
+    stamp = _stamp_path(path)
+    if not stamp.is_file():
+        checkpoint = spec["url"].rsplit("/", 1)[-1]
+        home = _download.kerapose_home()
+        return (home / "checkpoints" / checkpoint).is_file()
+    if path.stat().st_mtime_ns > stamp.stat().st_mtime_ns:
+        return False
+    try:
+        converter = str(json.loads(stamp.read_text())["converter"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return True  # an unreadable stamp: convert again
+    family = converter.rpartition("-v")[0]
+    return converter != _converter_version(family)
 
 
 def _converter_layout(name, spec):
@@ -127,6 +177,10 @@ def _convert_to_file(name, spec, checkpoint, path):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    # Written after the weights: a file without its stamp is converted
+    # again while its checkpoint is here.
+    converter = _converter_version(_model_family(model))
+    _stamp_path(path).write_text(json.dumps({"converter": converter}) + "\n")
 
 
 def _resolve_weights(arch, tag, preset, weights, sha256):
@@ -214,14 +268,16 @@ def load(
         name: str. `"hrnet_w32"`, `"hrnet_w32.coco_384x288"` (arch.tag), or
             a directory written by `save_preset()`.
         weights: `None` (random init, the default), `"default"` (the tag's
-            weights from `$KERAPOSE_HOME/weights`; when absent and the tag
-            has a URL, the checkpoint is downloaded once into
+            weights from `$KERAPOSE_HOME/weights`; when absent, or written
+            by an older converter, and the tag has a URL, the checkpoint is
+            downloaded once into
             `$KERAPOSE_HOME/checkpoints`, checked, converted and saved
             there), a tag (the same for that tag), a kerapose
             `.weights.h5` file, a Keras `model.save_weights()` file (e.g.
             the `best` / `last.weights.h5` of examples/train_top_down.py;
             build the model as it was trained), an official checkpoint
-            (`.pth`, `.npz`, `.safetensors`; converted on the fly; MMPose
+            (`.pth`, `.npz`, `.safetensors`; converted on the fly and
+            cached by its sha256 and the converter version; MMPose
             HRNet files are recognised by their keys), or a URL (with
             `sha256`).
         num_keypoints: int. Builds a head for this many keypoints. The
@@ -279,16 +335,26 @@ def load(
 
 
 def _convert_cached(model, path, skip):
-    """Converts an official checkpoint, caching the result by its sha256."""
+    """Converts an official checkpoint, caching the result by its sha256
+    and the converter version of the model's family."""
     from kerapose.convert import convert_checkpoint
 
     digest = _download.sha256_of(path)
-    cache = _download.kerapose_home() / "converted" / f"{digest}.weights.h5"
+    family = _model_family(model)
+    folder = _download.kerapose_home() / "converted"
+    cache = folder / f"{digest}.{_converter_version(family)}.weights.h5"
     if cache.is_file():
         return weights_io.load_weights(model, cache, skip_prefixes=skip)
     report = convert_checkpoint(model, path, skip_prefixes=skip)
     if not skip:  # a partial load must not be cached as the whole model
         weights_io.save_weights(model, cache)
+        # What older converters wrote (before versions: no version in the
+        # name) is never loaded again.
+        stale = [folder / f"{digest}.weights.h5"]
+        stale += folder.glob(f"{digest}.{family}-v*.weights.h5")
+        for old in stale:
+            if old != cache:
+                old.unlink(missing_ok=True)
     return report
 
 

@@ -8,6 +8,7 @@ without the internet.
 
 import copy
 import hashlib
+import json
 import os
 import re
 import socket
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 from kerapose import zoo
+from kerapose.convert import CONVERTER_VERSIONS
 from kerapose.convert import CheckpointMismatchError
 from kerapose.testing.test_case import to_numpy
 from kerapose.zoo import registry
@@ -328,9 +330,9 @@ def tiny_fixture(server, monkeypatch):
     return name, preset
 
 
-def fixture_output_error(model):
+def fixture_output_error(model, fixture="mmpose_hrnet_tiny"):
     def nhwc(file):
-        path = shared_path("reference", "mmpose_hrnet_tiny", file)
+        path = shared_path("reference", fixture, file)
         return np.load(path).transpose(0, 2, 3, 1)
 
     y = model(keras.ops.convert_to_tensor(nhwc("input.npy")), training=False)
@@ -346,7 +348,9 @@ def test_default_weights_download_convert_and_cache(
     model = zoo.load("test_mmpose_hrnet", weights="default", compile=False)
     assert fixture_output_error(model) < 1e-4  # the fixture's tolerance
     converted = home / "weights" / "test_mmpose_hrnet_tiny.weights.h5"
-    assert cache_files(home) == [name, converted.name]
+    stamp = home / "weights" / "test_mmpose_hrnet_tiny.converter.json"
+    assert cache_files(home) == [name, stamp.name, converted.name]
+    assert json.loads(stamp.read_text()) == {"converter": "hrnet-v1"}
     err = capsys.readouterr().err
     assert "resuming" in err  # the server broke the first transfer off
     assert str(converted) in err
@@ -387,3 +391,109 @@ def test_conversion_failure_leaves_no_weights_file(server, home, tiny_fixture):
     with pytest.raises(CheckpointMismatchError, match="Shape mismatches"):
         zoo.load("test_mmpose_hrnet", weights="default")
     assert cache_files(home) == [name]  # the verified checkpoint stays
+
+
+# --- converter versions: what an older converter wrote is not loaded ----
+
+
+def write_other_weights(name, path, **kwargs):
+    """Random-init weights of `name` at `path`: what an older converter
+    might have written."""
+    other = zoo.load(name, compile=False, **kwargs)
+    zoo.save_weights(other, path)
+    return other
+
+
+def test_default_weights_converted_again_when_the_converter_changes(
+    server, home, tiny_fixture, monkeypatch
+):
+    name, _ = tiny_fixture
+    zoo.load("test_mmpose_hrnet", weights="default", compile=False)
+    requests = len(server.requests)
+    converted = home / "weights" / "test_mmpose_hrnet_tiny.weights.h5"
+    stamp = home / "weights" / "test_mmpose_hrnet_tiny.converter.json"
+    # Other weights under the stamp of the current converter are used ...
+    stale = write_other_weights("test_mmpose_hrnet", converted)
+    stamp.write_text(stamp.read_text())  # written after the weights
+    model = zoo.load("test_mmpose_hrnet", weights="default", compile=False)
+    for a, b in zip(model.weights, stale.weights):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    # ... and converted again from the downloaded checkpoint once the
+    # family's converter version is bumped.
+    monkeypatch.setitem(CONVERTER_VERSIONS, "hrnet", 2)
+    model = zoo.load("test_mmpose_hrnet", weights="default", compile=False)
+    assert fixture_output_error(model) < 1e-4
+    assert len(server.requests) == requests  # no new download
+    assert json.loads(stamp.read_text()) == {"converter": "hrnet-v2"}
+    assert cache_files(home) == [name, stamp.name, converted.name]
+    # Without the checkpoint, a bump downloads it again.
+    (home / "checkpoints" / name).unlink()
+    monkeypatch.setitem(CONVERTER_VERSIONS, "hrnet", 3)
+    zoo.load("test_mmpose_hrnet", weights="default", compile=False)
+    assert len(server.requests) > requests
+    assert json.loads(stamp.read_text()) == {"converter": "hrnet-v3"}
+
+
+def test_default_weights_without_a_stamp(server, home, tiny_fixture):
+    name, _ = tiny_fixture
+    zoo.load("test_mmpose_hrnet", weights="default", compile=False)
+    requests = len(server.requests)
+    converted = home / "weights" / "test_mmpose_hrnet_tiny.weights.h5"
+    stamp = home / "weights" / "test_mmpose_hrnet_tiny.converter.json"
+    # A kerapose from before converter versions wrote no stamp: converted
+    # again from the checkpoint still here.
+    write_other_weights("test_mmpose_hrnet", converted)
+    stamp.unlink()
+    model = zoo.load("test_mmpose_hrnet", weights="default", compile=False)
+    assert fixture_output_error(model) < 1e-4
+    assert len(server.requests) == requests
+    assert json.loads(stamp.read_text()) == {"converter": "hrnet-v1"}
+    # A file converted by hand and placed over it (from the official
+    # checkpoint, or offline) is newer than the stamp: kept, even with the
+    # checkpoint here and an older converter named in the stamp.
+    stamp.write_text(json.dumps({"converter": "hrnet-v0"}))
+    mine = write_other_weights("test_mmpose_hrnet", converted)
+    later = stamp.stat().st_mtime_ns + 10**9
+    os.utime(converted, ns=(later, later))
+    model = zoo.load("test_mmpose_hrnet", weights="default", compile=False)
+    for a, b in zip(model.weights, mine.weights):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    assert len(server.requests) == requests
+
+
+def test_checkpoint_cache_is_keyed_by_converter_version(home, monkeypatch):
+    checkpoint = shared_path("reference", "hrnet_tiny", "model.pth")
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    folder = home / "converted"
+    folder.mkdir(parents=True)
+
+    def load(**kwargs):
+        return zoo.load(
+            "test_hrnet",
+            input_shape=(96, 64, 3),
+            compile=False,
+            **kwargs,
+        )
+
+    def cached(version):
+        return folder / f"{digest}.hrnet-v{version}.weights.h5"
+
+    # A file cached before converter versions (no version in its name).
+    write_other_weights(
+        "test_hrnet", folder / f"{digest}.weights.h5", input_shape=(96, 64, 3)
+    )
+    model = load(weights=str(checkpoint))
+    assert fixture_output_error(model, "hrnet_tiny") < 1e-4
+    assert cache_files(home) == [cached(1).name]  # the stale one is gone
+    # The current version's file is what loads ...
+    stale = write_other_weights(
+        "test_hrnet", cached(1), input_shape=(96, 64, 3)
+    )
+    model = load(weights=str(checkpoint))
+    for a, b in zip(model.weights, stale.weights):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    # ... until the family's version is bumped: converted again.
+    monkeypatch.setitem(CONVERTER_VERSIONS, "hrnet", 2)
+    model = load(weights=str(checkpoint))
+    assert fixture_output_error(model, "hrnet_tiny") < 1e-4
+    assert cache_files(home) == [cached(2).name]
