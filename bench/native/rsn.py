@@ -252,7 +252,8 @@ class RSN(nn.Module):
             official configs set (H/4, W/4).
 
     Call: (N, 3, H, W) -> (N, K, h, w), the last stage's finest heatmap
-    (the official eval output); every unit's heatmap is still computed.
+    (the official eval output); every unit's heatmap is still computed,
+    and in training mode all of the last stage's are returned.
     """
 
     def __init__(
@@ -287,7 +288,9 @@ class RSN(nn.Module):
         for s in range(self.stage_num):
             stage = getattr(self, f"stage{s}")
             heatmaps, skip1, skip2, x = stage(x, skip1, skip2, size)
-        return heatmaps[-1]
+        # Training supervises every unit of the last stage, as the
+        # official loss does (all stages there; the benchmark runs one).
+        return list(heatmaps) if self.training else heatmaps[-1]
 
 
 def fixture_model(fixture_name="rsn_tiny"):

@@ -10,9 +10,11 @@ constants: the kernel re-layouts, the BatchNorm arithmetic on constants and
 the Python overhead happen once, not per call. The outputs equal the eager
 ones (same operations, same order).
 
-On JAX the forward pass is `jax.jit` of the model's stateless call, as
-Keras' predict does; on TensorFlow a `tf.function` graph (XLA is slower on
-CPU for these networks, BENCHMARKS.md "HRNet-W32 inference latency").
+On JAX it is the faster of one `jax.jit` program for the whole model and
+one per layer with the graph walked in Python (XLA on CPU often makes a
+slower program of a whole network than of its parts). On TensorFlow a
+`tf.function` graph (XLA is slower on CPU for these networks,
+BENCHMARKS.md "HRNet-W32 inference latency").
 """
 
 import collections
@@ -29,9 +31,9 @@ def _to_numpy(tree):
 class FastForward:
     """`model(x, training=False)` compiled for the active Keras backend.
 
-    A frozen trace holds the weights as they were when it was built: after
-    training or loading other weights, call `refresh()` (or build a new
-    `FastForward`).
+    Always runs the model's current weights: on PyTorch, where a frozen
+    trace holds the weights as constants, the traces are rebuilt when any
+    variable has been written since (training, `load_weights`, `assign`).
 
     Args:
         model: a built Keras model.
@@ -51,6 +53,7 @@ class FastForward:
         self.backend = keras.backend.backend()
         self.cache_size = int(cache_size)
         self._cache = collections.OrderedDict()
+        self._weights_version = None
 
     def refresh(self):
         """Drops the compiled functions (they re-trace on the next call)."""
@@ -76,6 +79,11 @@ class FastForward:
                 f"(None: any size); received {inputs.shape}. Resize the "
                 "images to the model's input size first."
             )
+        if self.backend == "torch":
+            version = _torch_weights_version(self.model)
+            if version != self._weights_version:
+                self.refresh()
+                self._weights_version = version
         key = (inputs.shape, str(inputs.dtype))
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -84,6 +92,11 @@ class FastForward:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return _to_numpy(self._cache[key](inputs))
+
+
+def _torch_weights_version(model):
+    # PyTorch counts in-place writes per tensor; Keras assigns in place.
+    return sum(v.value._version for v in model.variables)
 
 
 def _torch_forward(model, example):
@@ -200,19 +213,101 @@ def _fold_batchnorm(graph):
     graph.setInsertPoint(graph.return_node())
 
 
+def _is_graph(layer):
+    """A functional model whose `call` is the plain graph walk."""
+    return (
+        hasattr(layer, "_run_through_graph")
+        and getattr(type(layer).call, "__qualname__", "") == "Functional.call"
+    )
+
+
 def _jax_forward(model, example):
+    """The faster, on `example`, of two programs with the same outputs:
+    the whole model under one `jax.jit`, or the model's graph walked in
+    Python with each layer compiled on its own.
+
+    XLA on CPU sometimes makes a whole HRNet-like network into a program
+    much slower than the sum of its layers compiled one by one (at batch 1:
+    OmniPose-Lite 730 ms against 100, HigherHRNet-W32 1420 against 770),
+    and sometimes the reverse (YOLO-Pose s6 198 against 248); one timed
+    call of each decides.
+    """
+    import time
+
+    import jax
+
+    candidates = [_whole_jit(model)]
+    if _is_graph(model):
+        compiled = {}
+
+        def operation(op):
+            fn = compiled.get(id(op))
+            if fn is None:
+                fn = _graph_walker(op, operation) if _is_graph(op) else None
+                fn = fn or _jitted_layer(op)
+                compiled[id(op)] = fn
+            return fn
+
+        candidates.append(operation(model))
+    if len(candidates) == 1:
+        return candidates[0]
+    times = []
+    for fn in candidates:
+        jax.block_until_ready(fn(example))  # compiles
+        start = time.perf_counter()
+        jax.block_until_ready(fn(example))
+        times.append(time.perf_counter() - start)
+    return candidates[times.index(min(times))]
+
+
+def _whole_jit(model):
     import jax
 
     @jax.jit
     def call(trainable, non_trainable, x):
         return model.stateless_call(trainable, non_trainable, x)[0]
 
-    def run(inputs):
-        return call(
-            [v.value for v in model.trainable_variables],
-            [v.value for v in model.non_trainable_variables],
-            inputs,
+    return lambda inputs: call(
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+        inputs,
+    )
+
+
+def _graph_walker(model, operation):
+    def run(*args, **kwargs):
+        inputs = args[0] if len(args) == 1 else list(args)
+        return model._run_through_graph(inputs, operation_fn=operation)
+
+    return run
+
+
+def _jitted_layer(layer):
+    import jax
+
+    is_layer = isinstance(layer, keras.layers.Layer)
+    by_options = {}
+
+    def build(kwargs):
+        # Call options (`training`, flags) are constants of the program.
+        if not is_layer:  # a keras.ops operation of a functional graph
+            return jax.jit(lambda *a: layer(*a, **kwargs))
+        stateless = jax.jit(
+            lambda trainable, non_trainable, *a: layer.stateless_call(
+                trainable, non_trainable, *a, **kwargs
+            )[0]
         )
+        return lambda *a: stateless(
+            [v.value for v in layer.trainable_variables],
+            [v.value for v in layer.non_trainable_variables],
+            *a,
+        )
+
+    def run(*args, **kwargs):
+        key = repr(sorted(kwargs.items()))
+        if key not in by_options:
+            by_options[key] = build(kwargs)
+        return by_options[key](*args)
 
     return run
 

@@ -3,6 +3,7 @@ from keras import layers
 from keras import ops
 
 from kerapose.api_export import kerapose_export
+from kerapose.layers.depthwise_conv import DepthwiseConv
 from kerapose.layers.separable_conv import SeparableConv
 
 # PyTorch BatchNorm2d defaults, used by HRNet, OmniPose and RSN. Keras's own
@@ -120,7 +121,7 @@ class ConvBNAct(layers.Layer):
             conv_kwargs["depthwise_initializer"] = conv_kwargs.pop(
                 "kernel_initializer"
             )
-            self.conv = layers.DepthwiseConv2D(
+            self.conv = DepthwiseConv(
                 self.kernel_size, use_bias=use_bias, **conv_kwargs
             )
         else:

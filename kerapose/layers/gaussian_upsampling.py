@@ -6,6 +6,7 @@ from kerapose.api_export import kerapose_export
 from kerapose.layers.conv_bn_act import TORCH_BN_EPSILON
 from kerapose.layers.conv_bn_act import TORCH_BN_MOMENTUM
 from kerapose.layers.conv_bn_act import official_conv_initializer
+from kerapose.layers.depthwise_conv import DepthwiseConv
 
 
 def gaussian_kernel(size=3, sigma=3.0):
@@ -87,7 +88,7 @@ class GaussianUpsampling(layers.Layer):
                     name=f"bn{k}",
                 )
             )
-        self.gaussian = layers.DepthwiseConv2D(
+        self.gaussian = DepthwiseConv(
             self.kernel_size,
             padding="same",
             use_bias=False,

@@ -5,6 +5,7 @@ from kerapose.api_export import kerapose_export
 from kerapose.layers.conv_bn_act import TORCH_BN_EPSILON
 from kerapose.layers.conv_bn_act import TORCH_BN_MOMENTUM
 from kerapose.layers.conv_bn_act import ConvBNAct
+from kerapose.layers.depthwise_conv import DepthwiseConv
 
 SPATIAL_KERNEL = 9
 
@@ -56,7 +57,7 @@ class PoseRefineMachine(layers.Layer):
         self.channel_conv1 = self._conv(1, "channel_conv1")
         self.channel_conv2 = self._conv(1, "channel_conv2")
         self.spatial_conv = self._conv(1, "spatial_conv")
-        self.spatial_depthwise = layers.DepthwiseConv2D(
+        self.spatial_depthwise = DepthwiseConv(
             SPATIAL_KERNEL,
             padding="same",
             use_bias=True,

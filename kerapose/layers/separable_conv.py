@@ -3,6 +3,7 @@ from keras import layers
 from keras import ops
 
 from kerapose.api_export import kerapose_export
+from kerapose.layers.depthwise_conv import DepthwiseConv
 
 
 @kerapose_export("kerapose.layers.SeparableConv")
@@ -43,7 +44,7 @@ class SeparableConv(layers.Layer):
         self.dilation_rate = int(dilation_rate)
         self.padding = padding
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.depthwise = layers.DepthwiseConv2D(
+        self.depthwise = DepthwiseConv(
             self.kernel_size,
             strides=self.strides,
             padding=padding,

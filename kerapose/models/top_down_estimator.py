@@ -84,6 +84,11 @@ class TopDownPoseEstimator(PoseEstimator):
     def default_loss(self):
         return KeypointMSE()
 
+    def final_heatmaps(self, outputs):
+        """The model's outputs -> the heatmaps (B, h, w, K) it is tested on
+        (multi-stage families keep the last)."""
+        return outputs
+
     def decode(self, heatmaps):
         """Heatmaps (B, h, w, K) -> dict of heatmaps, keypoints, scores."""
         keypoints, scores = self.codec.decode(heatmaps)

@@ -94,11 +94,13 @@ class RSNPoseEstimator(TopDownPoseEstimator):
     def default_loss(self):
         return MultiStageHeatmapLoss(units_per_stage=self.units_per_stage)
 
+    def final_heatmaps(self, outputs):
+        """Unit heatmaps (B, U, h, w, K) -> the last unit's (B, h, w, K)."""
+        return outputs[:, -1] if len(outputs.shape) == 5 else outputs
+
     def decode(self, heatmaps):
         """Unit heatmaps (B, U, h, w, K) -> the last unit's decode."""
-        if len(heatmaps.shape) == 5:
-            heatmaps = heatmaps[:, -1]
-        return super().decode(heatmaps)
+        return super().decode(self.final_heatmaps(heatmaps))
 
     def get_config(self):
         config = super(TopDownPoseEstimator, self).get_config()

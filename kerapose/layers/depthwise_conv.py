@@ -1,0 +1,68 @@
+import keras
+from keras import layers
+from keras import ops
+
+from kerapose.api_export import kerapose_export
+
+
+@kerapose_export("kerapose.layers.DepthwiseConv")
+class DepthwiseConv(layers.DepthwiseConv2D):
+    """`keras.layers.DepthwiseConv2D` that XLA on CPU runs fast.
+
+    Same weights, names and outputs as the Keras layer. On JAX it computes
+    the convolution as a sum of `kh * kw` shifted, per-channel scaled
+    copies of the input, which XLA fuses into one loop; XLA's own grouped
+    convolution is several times slower on CPU (BENCHMARKS.md, "kerapose
+    vs native PyTorch eager"). Other backends call their depthwise kernel.
+    Only `depth_multiplier=1` and channels-last take the shifted-sum path.
+    """
+
+    def call(self, inputs):
+        if (
+            keras.backend.backend() != "jax"
+            or self.depth_multiplier != 1
+            or self.data_format != "channels_last"
+        ):
+            return super().call(inputs)
+        x = _shifted_sum(
+            inputs,
+            self.kernel,
+            self.strides,
+            self.padding,
+            self.dilation_rate,
+        )
+        if self.use_bias:
+            x = x + self.bias
+        return self.activation(x) if self.activation is not None else x
+
+
+def _same_padding(size, kernel, stride, dilation):
+    """TensorFlow's "same" padding (before, after) of one axis."""
+    effective = (kernel - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + effective - size, 0)
+    return total // 2, total - total // 2
+
+
+def _shifted_sum(x, kernel, strides, padding, dilation_rate):
+    kh, kw = kernel.shape[0], kernel.shape[1]
+    sh, sw = strides
+    dh, dw = dilation_rate
+    if padding == "same":
+        ph = _same_padding(x.shape[1], kh, sh, dh)
+        pw = _same_padding(x.shape[2], kw, sw, dw)
+        x = ops.pad(x, [[0, 0], list(ph), list(pw), [0, 0]])
+    out_h = (x.shape[1] - (kh - 1) * dh - 1) // sh + 1
+    out_w = (x.shape[2] - (kw - 1) * dw - 1) // sw + 1
+    total = None
+    for i in range(kh):
+        for j in range(kw):
+            window = x[
+                :,
+                i * dh : i * dh + (out_h - 1) * sh + 1 : sh,
+                j * dw : j * dw + (out_w - 1) * sw + 1 : sw,
+                :,
+            ]
+            term = window * kernel[i, j, :, 0]
+            total = term if total is None else total + term
+    return total

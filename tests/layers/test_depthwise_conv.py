@@ -1,0 +1,56 @@
+"""DepthwiseConv: Keras' DepthwiseConv2D numbers, on every backend."""
+
+import keras
+import numpy as np
+import pytest
+
+from kerapose.layers.depthwise_conv import DepthwiseConv
+
+
+@pytest.mark.parametrize(
+    "kernel, strides, padding, dilation, bias",
+    [
+        (3, 1, "same", 1, False),
+        (3, 2, "valid", 1, False),
+        (3, 2, "same", 1, True),
+        (9, 1, "same", 1, False),  # PRM's spatial path
+        (3, 1, "same", 6, False),  # a WASP atrous module
+        (1, 1, "same", 1, False),  # OmniPose-Lite's 1x1 "separable"
+    ],
+)
+def test_matches_keras_depthwise(kernel, strides, padding, dilation, bias):
+    x = np.random.default_rng(0).normal(size=(2, 13, 10, 5)).astype("float32")
+    options = dict(
+        strides=strides,
+        padding=padding,
+        dilation_rate=dilation,
+        use_bias=bias,
+        bias_initializer="random_normal",
+    )
+    ours = DepthwiseConv(kernel, **options)
+    theirs = keras.layers.DepthwiseConv2D(kernel, **options)
+    y = keras.ops.convert_to_numpy(ours(x))
+    theirs.build(x.shape)
+    theirs.set_weights(ours.get_weights())
+    expected = keras.ops.convert_to_numpy(theirs(x))
+    assert y.shape == expected.shape
+    np.testing.assert_allclose(y, expected, atol=1e-5)
+    assert [w.path.split("/")[-1] for w in ours.weights] == [
+        w.path.split("/")[-1] for w in theirs.weights
+    ]
+
+
+def test_gradients_match_keras_depthwise():
+    x = np.random.default_rng(1).normal(size=(1, 8, 6, 4)).astype("float32")
+    ours = DepthwiseConv(3, padding="same", use_bias=False)
+    theirs = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)
+    model_a = keras.Sequential([keras.Input((8, 6, 4)), ours])
+    model_b = keras.Sequential([keras.Input((8, 6, 4)), theirs])
+    theirs.set_weights(ours.get_weights())
+    y = np.ones((1, 8, 6, 4), "float32")
+    for model in (model_a, model_b):
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        model.train_on_batch(x, y)
+    np.testing.assert_allclose(
+        ours.get_weights()[0], theirs.get_weights()[0], atol=1e-5
+    )
