@@ -225,9 +225,7 @@ def worker(framework, workdir, names):
         rows = _native_worker(workdir, names)
     else:
         rows = _kerapose_worker(workdir, names, framework)
-    print(
-        f"{framework}: {time.perf_counter() - start:.0f} s", file=sys.stderr
-    )
+    print(f"{framework}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
     print(json.dumps(rows))
 
 
