@@ -4,6 +4,7 @@ from kerapose.layers.aligned_resize import (
     AlignedBilinearResize as AlignedBilinearResize,
 )
 from kerapose.layers.conv_bn_act import ConvBNAct as ConvBNAct
+from kerapose.layers.depthwise_conv import DepthwiseConv as DepthwiseConv
 from kerapose.layers.gaussian_upsampling import (
     GaussianUpsampling as GaussianUpsampling,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "C3",
     "ConvActBN",
     "ConvBNAct",
+    "DepthwiseConv",
     "ExchangeUnit",
     "Focus",
     "GaussianUpsampling",
