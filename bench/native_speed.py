@@ -14,6 +14,7 @@ MSE on every output) for the top-down models. kerapose inference is
 `model(x)` is shown too.
 
     python bench/native_speed.py [--write] [--rounds 2] [--models ...]
+        [--no-train]
     python bench/native_speed.py --profile   # where PyTorch eager time goes
 """
 
@@ -49,6 +50,7 @@ MODELS = {
 }
 FRAMEWORKS = ("native", "tensorflow", "jax", "torch")
 INFER_RUNS = 10
+NO_TRAIN = False
 TRAIN_RUNS = 5
 
 
@@ -235,7 +237,8 @@ def _run(framework, workdir, names):
         env["KERAS_BACKEND"] = "torch"
     out = subprocess.run(
         [sys.executable, __file__, "--worker", framework, str(workdir)]
-        + ["--models", *names],
+        + ["--models", *names]
+        + (["--no-train"] if NO_TRAIN else []),
         env=env,
         capture_output=True,
         text=True,
@@ -369,11 +372,22 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--no-train",
+        action="store_true",
+        help="inference rows only (the JAX and TensorFlow training-step "
+        "compiles take minutes per model)",
+    )
     parser.add_argument("--worker", nargs=2, metavar=("FRAMEWORK", "DIR"))
     args = parser.parse_args()
     unknown = sorted(set(args.models) - set(MODELS))
     if unknown:
         raise SystemExit(f"unknown models {unknown}; known: {list(MODELS)}")
+    if args.no_train:
+        global NO_TRAIN
+        NO_TRAIN = True
+        for name in args.models:
+            MODELS[name] = MODELS[name][:3] + (False,) + MODELS[name][4:]
     if args.worker:
         return worker(args.worker[0], args.worker[1], args.models)
     if args.profile:
