@@ -46,6 +46,7 @@ MODELS = {
         False,
         "convert_higherhrnet",
     ),
+    "hourglass_ae": ("hourglass", (512, 512), (1,), False, "convert_hourglass"),
     "yolo_pose_s6": ("yolo_pose", (640, 640), (1,), False, "convert_yolo_pose"),
 }
 FRAMEWORKS = ("native", "tensorflow", "jax", "torch")
@@ -88,11 +89,17 @@ def _native_model(name):
     import importlib
 
     module = importlib.import_module(f"bench.native.{MODELS[name][0]}")
+    if name.startswith("hourglass"):  # NCHW like the others, no permute
+        return module.full_model(name, nhwc_input=False)
     return module.full_model(name)
 
 
 def _as_list(out):
-    return list(out) if isinstance(out, (list, tuple)) else [out]
+    if isinstance(out, (list, tuple)):
+        return list(out)
+    if hasattr(out, "unbind") and out.ndim == 5:  # native hourglass stacks
+        return list(out.unbind(1))
+    return [out]
 
 
 def prepare(workdir, names):
