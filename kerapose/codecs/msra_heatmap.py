@@ -3,6 +3,14 @@ from keras import ops
 
 from kerapose.api_export import kerapose_export
 
+# `cv2.GaussianBlur(ksize, 0)` takes these binomial kernels, not the sigma
+# rule, for sizes up to 7.
+_OPENCV_SMALL_KERNELS = {
+    3: (0.25, 0.5, 0.25),
+    5: (0.0625, 0.25, 0.375, 0.25, 0.0625),
+    7: (0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125),
+}
+
 
 @kerapose_export("kerapose.codecs.MSRAHeatmap")
 class MSRAHeatmap:
@@ -22,6 +30,15 @@ class MSRAHeatmap:
     can send that step far off it). `unbiased=True` centres the target
     Gaussian at the exact sub-pixel location (DARK's unbiased encoding).
 
+    With `refinement="second_max"` the decode is the official RSN test's:
+    each map, zero-padded by 10 pixels, is blurred by a Gaussian of
+    `blur_kernel_size`; the blurred argmax moves a quarter pixel along the
+    unit vector toward the blurred map's second maximum, is clipped to the
+    heatmap, and maps to input pixels with a half-pixel offset
+    (`(x + 0.5) * stride`). Its score is the unblurred value at the
+    rounded point, and every keypoint is returned (no zeroing of maps with
+    a non-positive maximum).
+
     Shapes: B batch, K keypoints, (H, W) input, (h, w) heatmap.
 
     Args:
@@ -31,13 +48,25 @@ class MSRAHeatmap:
             to `2.0`.
         unbiased: bool. Sub-pixel Gaussian centres in `encode`. Defaults to
             `False` (the HRNet recipe).
-        refinement: str. `"quarter"` (default) or `"dark"`.
-        blur_kernel_size: int. Odd size of the DARK modulation kernel;
-            its sigma follows OpenCV's rule (2.0 for 11). Defaults to `11`.
+        refinement: str. `"quarter"` (default), `"dark"` or
+            `"second_max"`.
+        blur_kernel_size: int. Odd size of the DARK or second-max blur
+            kernel; the kernel is OpenCV's `GaussianBlur(ksize, 0)`
+            (binomial up to 7, else sigma by its rule: 2.0 for 11).
+            Defaults to `11`.
         flip_shift: bool. In the flip test, shift the mirrored-back
             heatmaps one pixel right before averaging, as the official
             HRNet test does. Defaults to `True`; `False` for checkpoints
             tested without the shift (official and MMPose RSN).
+        box_padding: float or `(x, y)`. Context added around a person box
+            before it is cropped: a float multiplies both sides (HRNet's
+            1.25); a pair multiplies width and height separately before the
+            short side grows to the input's aspect ratio (official RSN test:
+            `(1.09, 1.135)`). Defaults to `1.25`.
+        score_scale, score_offset: floats. Decoded scores are
+            `value * score_scale + score_offset`. Defaults `1.0` and `0.0`;
+            the official RSN test scores its 0-255 heatmaps with `1 / 255`
+            and `0.5`.
     """
 
     def __init__(
@@ -49,6 +78,9 @@ class MSRAHeatmap:
         refinement="quarter",
         blur_kernel_size=11,
         flip_shift=True,
+        box_padding=1.25,
+        score_scale=1.0,
+        score_offset=0.0,
     ):
         self.input_size = tuple(int(s) for s in input_size)
         self.heatmap_size = tuple(int(s) for s in heatmap_size)
@@ -63,9 +95,9 @@ class MSRAHeatmap:
                 f"Received: {heatmap_size}, sigma={sigma}"
             )
         self.sigma = float(sigma)
-        if refinement not in ("quarter", "dark"):
+        if refinement not in ("quarter", "dark", "second_max"):
             raise ValueError(
-                "`refinement` must be 'quarter' or 'dark'. "
+                "`refinement` must be 'quarter', 'dark' or 'second_max'. "
                 f"Received: {refinement!r}"
             )
         if blur_kernel_size % 2 != 1 or blur_kernel_size < 3:
@@ -77,6 +109,9 @@ class MSRAHeatmap:
         self.refinement = refinement
         self.blur_kernel_size = int(blur_kernel_size)
         self.flip_shift = bool(flip_shift)
+        self.box_padding = _check_box_padding(box_padding)
+        self.score_scale = float(score_scale)
+        self.score_offset = float(score_offset)
 
     @property
     def stride(self):
@@ -151,6 +186,8 @@ class MSRAHeatmap:
         )
         idx = ops.argmax(flat, axis=-1)
         scores = ops.max(flat, axis=-1)
+        if self.refinement == "second_max":
+            return self._second_max_decode(heatmaps, flat, h, w, k)
         px = ops.cast(idx % w, "int32")
         py = ops.cast(idx // w, "int32")
         if self.refinement == "dark":
@@ -161,7 +198,54 @@ class MSRAHeatmap:
         y = (ops.cast(py, flat.dtype) + dy) * self.stride[0]
         found = ops.cast(scores > 0, flat.dtype)
         keypoints = ops.stack([x * found, y * found], axis=-1)
-        return keypoints, scores
+        return keypoints, self._rescale(scores)
+
+    def _rescale(self, scores):
+        if self.score_scale == 1.0 and self.score_offset == 0.0:
+            return scores
+        return scores * self.score_scale + self.score_offset
+
+    def _second_max_decode(self, heatmaps, flat, h, w, k):
+        border = 10  # the official test's zero frame
+        hp, wp = h + 2 * border, w + 2 * border
+        column, row = self._blur_kernel(k, "float32")
+        padded = ops.pad(
+            ops.cast(heatmaps, "float32"),
+            ((0, 0), (border, border), (border, border), (0, 0)),
+        )
+        blurred = ops.depthwise_conv(padded, column, padding="same")
+        blurred = ops.depthwise_conv(blurred, row, padding="same")
+        blurred = ops.reshape(
+            ops.transpose(blurred, (0, 3, 1, 2)), (-1, k, hp * wp)
+        )
+        first = ops.argmax(blurred, axis=-1)
+        # The first maximum is set to zero (not removed), as officially.
+        at_first = ops.arange(hp * wp) == ops.expand_dims(first, -1)
+        second = ops.argmax(ops.where(at_first, 0.0, blurred), axis=-1)
+        x = ops.cast(first % wp - border, "float32")
+        y = ops.cast(first // wp - border, "float32")
+        dx = ops.cast(second % wp - border, "float32") - x
+        dy = ops.cast(second // wp - border, "float32") - y
+        length = ops.sqrt(dx * dx + dy * dy)
+        far = length > 1e-3
+        safe = ops.where(far, length, 1.0)
+        x = ops.clip(x + ops.where(far, 0.25 * dx / safe, 0.0), 0.0, w - 1.0)
+        y = ops.clip(y + ops.where(far, 0.25 * dy / safe, 0.0), 0.0, h - 1.0)
+        j = ops.cast(ops.round(y), "int32") * w + ops.cast(
+            ops.round(x), "int32"
+        )
+        scores = ops.squeeze(
+            ops.take_along_axis(flat, ops.expand_dims(j, -1), axis=-1), -1
+        )
+        dtype = flat.dtype
+        keypoints = ops.stack(
+            [
+                ops.cast((x + 0.5) * self.stride[1], dtype),
+                ops.cast((y + 0.5) * self.stride[0], dtype),
+            ],
+            axis=-1,
+        )
+        return keypoints, self._rescale(scores)
 
     @staticmethod
     def _sampler(flat, px, py, h, w):
@@ -185,10 +269,13 @@ class MSRAHeatmap:
 
     def _blur_kernel(self, k, dtype):
         size = self.blur_kernel_size
-        sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8  # OpenCV's default rule
-        r = np.arange(size, dtype=np.float64) - (size - 1) / 2
-        g = np.exp(-(r**2) / (2 * sigma**2))
-        g = (g / g.sum()).astype(dtype)
+        if size in _OPENCV_SMALL_KERNELS:
+            g = np.asarray(_OPENCV_SMALL_KERNELS[size], dtype)
+        else:
+            sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8  # OpenCV's rule
+            r = np.arange(size, dtype=np.float64) - (size - 1) / 2
+            g = np.exp(-(r**2) / (2 * sigma**2))
+            g = (g / g.sum()).astype(dtype)
         return (
             ops.convert_to_tensor(
                 np.tile(g[:, None, None, None], (1, 1, k, 1))
@@ -242,8 +329,35 @@ class MSRAHeatmap:
             "refinement": self.refinement,
             "blur_kernel_size": self.blur_kernel_size,
             "flip_shift": self.flip_shift,
+            "box_padding": (
+                list(self.box_padding)
+                if isinstance(self.box_padding, tuple)
+                else self.box_padding
+            ),
+            "score_scale": self.score_scale,
+            "score_offset": self.score_offset,
         }
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _check_box_padding(padding):
+    """A positive float, or a pair of them as a tuple."""
+    try:
+        values = (
+            [float(padding)]
+            if np.ndim(padding) == 0
+            else [float(v) for v in padding]
+        )
+    except (TypeError, ValueError):
+        values = []
+    if len(values) not in (1, 2) or not all(
+        np.isfinite(v) and v > 0 for v in values
+    ):
+        raise ValueError(
+            "`box_padding` must be a positive number or a pair (x, y) of "
+            f"them, e.g. 1.25 or (1.09, 1.135). Received: {padding!r}"
+        )
+    return values[0] if np.ndim(padding) == 0 else tuple(values)

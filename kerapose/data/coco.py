@@ -139,29 +139,37 @@ class LoadReport:
 
 
 def box_to_center_scale(
-    box: Any, aspect_ratio: float, padding: float = BOX_PADDING
+    box: Any, aspect_ratio: float, padding: Any = BOX_PADDING
 ) -> tuple[np.ndarray, np.ndarray]:
     """Box ``[x, y, w, h]`` -> ``center``, ``scale`` as the official code.
 
-    The short side is enlarged so that ``w / h == aspect_ratio`` (the model
-    input's width over height), then the size is divided by the pixel std
-    (200) and multiplied by ``padding``.
+    The size is multiplied by ``padding``, the short side enlarged so that
+    ``w / h == aspect_ratio`` (the model input's width over height), and
+    the size divided by the pixel std (200). For one padding factor the
+    order does not matter (HRNet pads after the aspect fix); a pair pads
+    width and height separately before it, as the official RSN test does.
 
     Args:
         box: ``[x, y, w, h]`` in image pixels.
         aspect_ratio: Input width / height, e.g. ``192 / 256``.
-        padding: Context factor. Defaults to ``1.25``.
+        padding: Context factor, or ``(x, y)`` factors. Defaults to
+            ``1.25``.
 
     Returns:
         ``center`` (2,) and ``scale`` (2,) float32 arrays.
     """
     x, y, w, h = (float(v) for v in box[:4])
     center = np.array([x + w * 0.5, y + h * 0.5], np.float32)
+    if np.ndim(padding) == 0:
+        pad_x = pad_y = float(padding)
+    else:
+        pad_x, pad_y = (float(v) for v in padding)
+    w, h = w * pad_x, h * pad_y
     if w > aspect_ratio * h:
         h = w / aspect_ratio
     elif w < aspect_ratio * h:
         w = h * aspect_ratio
-    scale = np.array([w / PIXEL_STD, h / PIXEL_STD], np.float64) * padding
+    scale = np.array([w / PIXEL_STD, h / PIXEL_STD], np.float64)
     return center, scale.astype(np.float32)
 
 
@@ -176,6 +184,7 @@ def load_coco_instances(
     check_images: str = "header",
     keypoint_field: str = "keypoints",
     sigmas: Any = None,
+    box_padding: Any = BOX_PADDING,
 ) -> tuple[dict[str, np.ndarray], LoadReport]:
     """Reads a COCO keypoint file into top-down person instances.
 
@@ -209,6 +218,8 @@ def load_coco_instances(
         sigmas: OKS sigmas (one per keypoint) for a spec built from the
             file's names. Without them such a spec has ``sigmas=None``:
             training works, OKS evaluation raises and asks for them.
+        box_padding: Context around each box, one factor or ``(x, y)``
+            (see :func:`box_to_center_scale`); a codec's ``box_padding``.
 
     Returns:
         ``(instances, report)``: ``instances`` maps ``image_path`` (N,)
@@ -263,7 +274,9 @@ def load_coco_instances(
         reason = cand.get("skip")
         if reason is None:
             info = images[cand["image_id"]]
-            reason, row = _make_row(cand, info, image_dir, aspect, mode, report)
+            reason, row = _make_row(
+                cand, info, image_dir, aspect, box_padding, mode, report
+            )
         if reason is None:
             reason = checker.check(row["image_path"])
         if reason is not None:
@@ -436,7 +449,7 @@ def _det_candidates(det_file, images, cat_id, spec, threshold):
         yield cand
 
 
-def _make_row(cand, info, image_dir, aspect, mode, report):
+def _make_row(cand, info, image_dir, aspect, box_padding, mode, report):
     """Returns ``(skip_reason, row)`` for one candidate box."""
     width, height = info["width"], info["height"]
     x, y, w, h = cand["box"]
@@ -464,7 +477,7 @@ def _make_row(cand, info, image_dir, aspect, mode, report):
         vis = np.where(outside, 0.0, vis)
     if mode == "train" and not (vis > 0).any():
         return "no_keypoints", None
-    center, scale = box_to_center_scale((x, y, w, h), aspect)
+    center, scale = box_to_center_scale((x, y, w, h), aspect, box_padding)
     row = {
         "image_path": os.path.join(image_dir, str(info["file_name"])),
         "image_id": cand["image_id"],

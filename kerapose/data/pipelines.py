@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerapose.codecs.msra_heatmap import MSRAHeatmap
+from kerapose.data.coco import BOX_PADDING
 from kerapose.data.coco import load_coco_instances
 from kerapose.data.keypoint_specs import KeypointSpec
 from kerapose.data.multi_sigma_targets import encode_targets_tf
@@ -135,6 +136,7 @@ def build_top_down_dataset(
         check_images=check_images,
         keypoint_field=keypoint_field,
         sigmas=sigmas,
+        box_padding=getattr(codec, "box_padding", BOX_PADDING),
     )
     if verbose:
         print(report)

@@ -7,6 +7,7 @@ import cv2
 import keras
 import numpy as np
 
+from kerapose.data.coco import BOX_PADDING
 from kerapose.data.coco import box_to_center_scale
 from kerapose.data.keypoint_specs import KeypointSpec
 from kerapose.data.keypoint_specs import spec_for_num_keypoints
@@ -215,6 +216,7 @@ def predict_images(
     if None in input_size:
         input_size = model.codec.input_size
     aspect = input_size[1] / input_size[0]
+    padding = getattr(getattr(model, "codec", None), "box_padding", BOX_PADDING)
     per_image, crops = [], []
     for image, b, sc in zip(images, boxes, box_scores):
         height, width = image.shape[:2]
@@ -223,7 +225,7 @@ def predict_images(
         b = validate_boxes(b, (height, width))
         sc = _check_box_scores(sc, len(b))
         centers, scales = (
-            zip(*(box_to_center_scale(x, aspect) for x in b))
+            zip(*(box_to_center_scale(x, aspect, padding) for x in b))
             if len(b)
             else ((), ())
         )

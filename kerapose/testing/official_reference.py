@@ -4,7 +4,8 @@ Written from the description of the official HRNet code
 (`lib/dataset/coco.py` `_xywh2cs`, `lib/utils/transforms.py`
 `get_affine_transform` / `flip_back`, `lib/core/function.py` `validate`,
 `lib/core/inference.py` `get_final_preds`) and of the official RSN input
-(`exps/*/config.py`: BGR images, ImageNet mean/std in BGR order). It
+(`exps/*/config.py`: BGR images, ImageNet mean/std in BGR order;
+`dataset/JointsDataset.py` test box; `test.py` `get_results`). It
 shares no code with `kerapose.inference`, so that tests can check
 kerapose's crop, normalisation, flip test and decode against it.
 
@@ -36,6 +37,21 @@ def box_to_center_scale(box, aspect_ratio, padding=1.25):
         w = h * aspect_ratio
     scale = np.array([w / PIXEL_STD, h / PIXEL_STD], np.float32) * padding
     return center, scale
+
+
+def rsn_box_to_center_scale(box, aspect_ratio, extension=(0.09, 0.135)):
+    """The official RSN test box: width and height grown by `extension`
+    (`TEST.X_EXTENTION`, `TEST.Y_EXTENTION`), then the short side grown to
+    the aspect ratio (W / H); no further padding."""
+    x, y, w, h = (float(v) for v in box)
+    center = np.array([x + w * 0.5, y + h * 0.5], np.float32)
+    scale = np.array([w / PIXEL_STD, h / PIXEL_STD])
+    scale *= 1.0 + np.asarray(extension)
+    if scale[0] > aspect_ratio * scale[1]:
+        scale[1] = scale[0] / aspect_ratio
+    else:
+        scale[0] = scale[1] * aspect_ratio
+    return center, scale.astype(np.float32)
 
 
 def affine_transform(center, scale, size, inverse=False):
@@ -172,3 +188,72 @@ def decode_margins(heatmaps):
                     abs(hm[y + 1, x] - hm[y - 1, x]),
                 )
     return np.minimum(gap, side)
+
+
+def _rsn_blurred(heatmaps, kernel, border):
+    """Each (h, w) map in a zero frame of `border` pixels, blurred by
+    `cv2.GaussianBlur(ksize, 0)`: (N, K, h + 2 border, w + 2 border)."""
+    n, h, w, k = heatmaps.shape
+    frame = np.zeros((n, k, h + 2 * border, w + 2 * border))
+    frame[:, :, border:-border, border:-border] = heatmaps.transpose(0, 3, 1, 2)
+    for p in range(n):
+        for j in range(k):
+            frame[p, j] = cv2.GaussianBlur(frame[p, j], (kernel, kernel), 0)
+    return frame
+
+
+def decode_rsn(heatmaps, centers, scales, input_size, kernel=5, shift=0.25):
+    """The official RSN `get_results`: blurred maps in a 10-pixel zero
+    frame, the maximum moved `shift` pixels toward the second maximum (the
+    first set to zero), clipped, `x * 4 + 2` input pixels, back to the
+    image by the box's linear map; scores `value / 255 + 0.5` at the
+    rounded point.
+
+    Returns:
+        keypoints (N, K, 2) in image pixels and scores (N, K).
+    """
+    border = 10
+    n, h, w, k = heatmaps.shape
+    stride_y, stride_x = input_size[0] / h, input_size[1] / w
+    frame = _rsn_blurred(heatmaps, kernel, border)
+    keypoints = np.zeros((n, k, 2))
+    scores = np.zeros((n, k))
+    for p in range(n):
+        size = np.asarray(scales[p], np.float64) * PIXEL_STD
+        for j in range(k):
+            dr = frame[p, j]
+            y, x = np.unravel_index(dr.argmax(), dr.shape)
+            dr[y, x] = 0
+            x, y = float(x - border), float(y - border)
+            py, px = np.unravel_index(dr.argmax(), dr.shape)
+            dx, dy = px - border - x, py - border - y
+            length = (dx**2 + dy**2) ** 0.5
+            if length > 1e-3:
+                x += shift * dx / length
+                y += shift * dy / length
+            x = max(0.0, min(x, w - 1.0))
+            y = max(0.0, min(y, h - 1.0))
+            scores[p, j] = (
+                heatmaps[p, int(round(y)), int(round(x)), j] / 255 + 0.5
+            )
+            ix, iy = x * stride_x + stride_x / 2, y * stride_y + stride_y / 2
+            keypoints[p, j] = (
+                ix / input_size[1] * size[0] + centers[p][0] - size[0] / 2,
+                iy / input_size[0] * size[1] + centers[p][1] - size[1] / 2,
+            )
+    return keypoints, scores
+
+
+def decode_rsn_margins(heatmaps, kernel=5):
+    """How far each (N, K) RSN decode is from changing: the gaps between
+    the blurred maximum and the runner-up, and between the runner-up and
+    the next value once the maximum is zeroed."""
+    border = 10
+    n, h, w, k = heatmaps.shape
+    flat = _rsn_blurred(heatmaps, kernel, border).reshape(n, k, -1)
+    top2 = np.sort(flat, -1)[..., -2:]
+    first_gap = top2[..., 1] - top2[..., 0]
+    zeroed = flat.copy()
+    np.put_along_axis(zeroed, flat.argmax(-1)[..., None], 0.0, -1)
+    next2 = np.sort(zeroed, -1)[..., -2:]
+    return np.minimum(first_gap, next2[..., 1] - next2[..., 0])

@@ -27,6 +27,17 @@ _MMPOSE_URL = (
 )
 
 
+# The official test (`dataset/attribute.py` TEST, `test.py`): boxes grown by
+# 9% in width and 13.5% in height before the aspect fix; heatmaps blurred by
+# a 5x5 Gaussian, the peak moved 0.25 px toward the second maximum, and a
+# half-pixel offset (x * 4 + 2).
+_OFFICIAL_TEST = {
+    "refinement": "second_max",
+    "blur_kernel_size": 5,
+    "box_padding": [1.09, 1.135],
+}
+
+
 def _estimator(
     blocks,
     image_shape,
@@ -38,9 +49,11 @@ def _estimator(
     num_keypoints=17,
     flip_shift=True,
     mmpose=None,
+    official_test=False,
 ):
     """`mmpose`: `None` (the official network) or a dict of MMPose's
-    `num_units` and `expand_times`; MMPose's RSN also has no conv biases."""
+    `num_units` and `expand_times`; MMPose's RSN also has no conv biases.
+    `official_test`: crop and decode as the official RSN test does."""
     h, w = image_shape[:2]
     extra, sigmas = {}, RSN_SIGMAS
     if mmpose is not None:
@@ -74,6 +87,7 @@ def _estimator(
                     "heatmap_size": [h // 4, w // 4],
                     "sigmas": list(sigmas),
                     "flip_shift": flip_shift,
+                    **(_OFFICIAL_TEST if official_test else {}),
                 },
             },
         },
@@ -112,8 +126,9 @@ def _official_preprocessing():
         "folded_into_stem": True,
         # Honoured: the codec's `flip_shift` is False.
         "flip_heatmap_shift": False,
-        # Recorded only; kerapose crops and decodes as the HRNet test does.
-        # Test box: w, h times (1 + extension), then the aspect fix.
+        # Honoured by the codec (`box_padding`, `refinement="second_max"`,
+        # `blur_kernel_size=5`). Test box: w, h times (1 + extension),
+        # then the aspect fix.
         "box_extension": [0.09, 0.135],
         # Heatmaps blurred (5x5 Gaussian), the argmax moved 0.25 px toward
         # the second maximum, then x * 4 + 2 input pixels.
@@ -121,6 +136,10 @@ def _official_preprocessing():
             "gaussian_kernel": 5,
             "shift_to_second_max": 0.25,
             "offset_input_px": 2,
+            # Recorded only: kerapose scores are heatmap values (its
+            # targets peak at 1, the official ones at 255); the codec's
+            # `score_scale=1/255, score_offset=0.5` gives the official.
+            "score": "value / 255 + 0.5",
         },
     }
 
@@ -141,6 +160,7 @@ def _rsn(name, description, blocks, tags, num_stages=1, use_prm=False):
             num_stages=num_stages,
             use_prm=use_prm,
             flip_shift=False,
+            official_test=True,
         ),
         "tags": tags,
     }
