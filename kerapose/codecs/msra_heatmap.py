@@ -205,7 +205,10 @@ class MSRAHeatmap:
             return scores
         return scores * self.score_scale + self.score_offset
 
-    def _second_max_decode(self, heatmaps, flat, h, w, k):
+    def _second_max_decode(self, heatmaps, flat, h, w, k, argmax=None):
+        """`argmax(t)`: index of the maximum along the last axis; the
+        export graph passes TFLite's builtin one."""
+        argmax = argmax or (lambda t: ops.argmax(t, axis=-1))
         border = 10  # the official test's zero frame
         hp, wp = h + 2 * border, w + 2 * border
         column, row = self._blur_kernel(k, "float32")
@@ -218,10 +221,10 @@ class MSRAHeatmap:
         blurred = ops.reshape(
             ops.transpose(blurred, (0, 3, 1, 2)), (-1, k, hp * wp)
         )
-        first = ops.argmax(blurred, axis=-1)
+        first = argmax(blurred)
         # The first maximum is set to zero (not removed), as officially.
         at_first = ops.arange(hp * wp) == ops.expand_dims(first, -1)
-        second = ops.argmax(ops.where(at_first, 0.0, blurred), axis=-1)
+        second = argmax(ops.where(at_first, 0.0, blurred))
         x = ops.cast(first % wp - border, "float32")
         y = ops.cast(first // wp - border, "float32")
         dx = ops.cast(second % wp - border, "float32") - x

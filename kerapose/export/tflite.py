@@ -72,7 +72,10 @@ def _inference_graph(model, include_decode):
 
     def decoded(images):
         # One (1, K, 3) tensor keeps the output order unambiguous.
-        return decode_in_graph(model(images, training=False), model.codec)
+        outputs = model(images, training=False)
+        if hasattr(model, "final_heatmaps"):  # multi-stage: the last unit
+            outputs = model.final_heatmaps(outputs)
+        return decode_in_graph(outputs, model.codec)
 
     return decoded
 

@@ -152,6 +152,37 @@ def test_decode_graph_equals_codec_on_ties_and_borders(refinement):
     assert tuple(out[2, 2, :2]) == (44.0, 0.0)
 
 
+def test_multi_unit_rsn_with_second_max_decode_in_graph(tmp_path):
+    # The official RSN presets' decode, on a model with unit heatmaps
+    # (B, U, h, w, K): the graph decodes the last unit, builtins only.
+    from kerapose import zoo
+    from kerapose.codecs import MultiSigmaHeatmap
+    from kerapose.export import LiteRTModel
+    from kerapose.export import export_tflite
+
+    rsn = zoo.load("test_rsn")
+    rsn.codec = MultiSigmaHeatmap(
+        input_size=(64, 64),
+        heatmap_size=(16, 16),
+        refinement="second_max",
+        blur_kernel_size=5,
+        score_scale=1 / 255,
+        score_offset=0.5,
+    )
+    path = export_tflite(rsn, tmp_path / "rsn.tflite", include_decode=True)
+    assert "ARG_MAX" in _ops(path)
+    x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("f4")
+    out = LiteRTModel(path)(x)
+    expected = rsn.predict(x, verbose=0)
+    assert out.shape == (2, 17, 3)
+    np.testing.assert_allclose(
+        out[..., :2], keras.ops.convert_to_numpy(expected["keypoints"])
+    )
+    np.testing.assert_allclose(
+        out[..., 2], keras.ops.convert_to_numpy(expected["scores"]), rtol=1e-5
+    )
+
+
 def test_int8_calibrates_on_a_tf_data_pipeline(model, tmp_path):
     import tensorflow as tf
 
