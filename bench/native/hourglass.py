@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.native.hrnet import check_name
+
 FIXTURES = {"hourglass_ae": "ae_hourglass_tiny"}
 
 HOURGLASS_DEPTH = 4  # pooling levels per hourglass, fixed officially
@@ -167,11 +169,7 @@ def fixture_model(fixture_name="ae_hourglass_tiny", nhwc_input=True):
     Returns:
         `PoseNet` with the fixture's shapes.
     """
-    if fixture_name != "ae_hourglass_tiny":
-        raise ValueError(
-            f"Unknown hourglass fixture {fixture_name!r}; known: "
-            "'ae_hourglass_tiny'."
-        )
+    check_name(fixture_name, ("ae_hourglass_tiny",))
     # ae_hourglass_tiny/config.json: PoseNet(nstack=2, inp_dim=16,
     # oup_dim=68, bn=False, increase=8), every level adding 8 (the default
     # `increase` was patched to 8 for the fixture).
@@ -195,8 +193,5 @@ def full_model(name="hourglass_ae", nhwc_input=True):
     Returns:
         `PoseNet`.
     """
-    if name != "hourglass_ae":
-        raise ValueError(
-            f"Unknown hourglass model {name!r}; known: 'hourglass_ae'."
-        )
+    check_name(name, ("hourglass_ae",))
     return PoseNet(4, 256, 68, 128, 128, nhwc_input=nhwc_input)

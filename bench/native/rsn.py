@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.native.hrnet import check_name
+
 FIXTURES = {"rsn_18": "rsn_tiny"}
 
 # The official block derives each branch width from the block's input width
@@ -302,10 +304,7 @@ def fixture_model(fixture_name="rsn_tiny"):
     Returns:
         `RSN` with the fixture's shapes.
     """
-    if fixture_name != "rsn_tiny":
-        raise ValueError(
-            f"Unknown RSN fixture {fixture_name!r}; known: 'rsn_tiny'."
-        )
+    check_name(fixture_name, ("rsn_tiny",))
     # rsn_tiny/config.json: STAGE_NUM 2, UPSAMPLE_CHANNEL_NUM 32, OUTPUT_SHAPE
     # (24, 16); width_patch: widths 8/16/32/64, stem 8, blocks [1, 1, 1, 1].
     return RSN(
@@ -327,6 +326,5 @@ def full_model(name="rsn_18"):
     Returns:
         `RSN`.
     """
-    if name != "rsn_18":
-        raise ValueError(f"Unknown RSN model {name!r}; known: 'rsn_18'.")
+    check_name(name, ("rsn_18",))
     return RSN(stage_num=1, blocks=(2, 2, 2, 2))

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.native.hrnet import check_name
+
 FIXTURES = {"yolo_pose_s6": "yolo_pose_tiny"}
 
 NUM_CLASSES = 1
@@ -343,11 +345,7 @@ def fixture_model(fixture_name="yolo_pose_tiny"):
     Returns:
         `YOLOPose` with the fixture's shapes.
     """
-    if fixture_name != "yolo_pose_tiny":
-        raise ValueError(
-            f"Unknown YOLO-Pose fixture {fixture_name!r}; known: "
-            "'yolo_pose_tiny'."
-        )
+    check_name(fixture_name, ("yolo_pose_tiny",))
     # yolo_pose_tiny/config.json: yolov5s6_kpts.yaml with width_multiple
     # 0.0625 and depth_multiple 0.33.
     return YOLOPose(width_multiple=0.0625, depth_multiple=0.33)
@@ -362,8 +360,5 @@ def full_model(name="yolo_pose_s6"):
     Returns:
         `YOLOPose`.
     """
-    if name != "yolo_pose_s6":
-        raise ValueError(
-            f"Unknown YOLO-Pose model {name!r}; known: 'yolo_pose_s6'."
-        )
+    check_name(name, ("yolo_pose_s6",))
     return YOLOPose(width_multiple=0.5, depth_multiple=0.33)
