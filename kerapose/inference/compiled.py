@@ -36,6 +36,19 @@ def _shapes(tree):
     return tuple(tree.shape)
 
 
+def attached(owner, attr, factory):
+    """`owner.<attr>`, made by `factory()` on first use.
+
+    Kept past Keras' attribute tracking (not a layer or a weight), so a
+    cache lives and dies with the model it serves.
+    """
+    value = owner.__dict__.get(attr)
+    if value is None:
+        value = factory()
+        object.__setattr__(owner, attr, value)
+    return value
+
+
 def run_compiled(key, fn, inputs, owner=None, cache_size=8):
     """`fn(inputs)` through a compiled function kept on `owner`.
 
@@ -54,11 +67,7 @@ def run_compiled(key, fn, inputs, owner=None, cache_size=8):
         `fn`'s outputs as NumPy arrays.
     """
     owner = _SHARED if owner is None else owner
-    cache = owner.__dict__.get(_CACHE_ATTR)
-    if cache is None:
-        cache = collections.OrderedDict()
-        # Past Keras' attribute tracking when the owner is a layer.
-        object.__setattr__(owner, _CACHE_ATTR, cache)
+    cache = attached(owner, _CACHE_ATTR, collections.OrderedDict)
     full_key = (key, _shapes(inputs))
     if full_key in cache:
         cache.move_to_end(full_key)

@@ -16,6 +16,7 @@ from kerapose.data.transforms import IMAGENET_STD as _STD
 from kerapose.inference.affine import apply_matrix
 from kerapose.inference.affine import crop_matrix
 from kerapose.inference.boxes import validate_boxes
+from kerapose.inference.compiled import attached
 from kerapose.inference.fast_forward import FastForward
 from kerapose.inference.image_io import read_image
 from kerapose.inference.results import PoseResult
@@ -57,11 +58,7 @@ def _heatmap_runner(model):
         return lambda batch: keras.ops.convert_to_numpy(
             model.predict_on_batch(batch)["heatmaps"]
         )
-    forward = model.__dict__.get(_FORWARD_ATTR)
-    if forward is None:
-        forward = FastForward(model)
-        # Past Keras' attribute tracking: not a layer or a weight.
-        object.__setattr__(model, _FORWARD_ATTR, forward)
+    forward = attached(model, _FORWARD_ATTR, lambda: FastForward(model))
     return lambda batch: np.asarray(model.final_heatmaps(forward(batch)))
 
 
