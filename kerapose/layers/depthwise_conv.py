@@ -9,17 +9,22 @@ from kerapose.api_export import kerapose_export
 class DepthwiseConv(layers.DepthwiseConv2D):
     """`keras.layers.DepthwiseConv2D` that XLA on CPU runs fast.
 
-    Same weights, names and outputs as the Keras layer. On JAX it computes
-    the convolution as a sum of `kh * kw` shifted, per-channel scaled
-    copies of the input, which XLA fuses into one loop; XLA's own grouped
-    convolution is several times slower on CPU (BENCHMARKS.md, "kerapose
-    vs native PyTorch eager"). Other backends call their depthwise kernel.
-    Only `depth_multiplier=1` and channels-last take the shifted-sum path.
+    Same weights, names and outputs as the Keras layer. For inference on
+    JAX it computes the convolution as a sum of `kh * kw` shifted,
+    per-channel scaled copies of the input, which XLA fuses into one loop;
+    XLA's own grouped convolution is several times slower on CPU
+    (BENCHMARKS.md, "kerapose vs native PyTorch eager"). In training it
+    runs the grouped convolution: the shifted sum's backward pass (pads
+    and slices) makes XLA's whole-step program about 3x slower
+    (OmniPose-Lite, BENCHMARKS.md "Where training-step time goes"). Other
+    backends call their depthwise kernel. Only `depth_multiplier=1` and
+    channels-last take the shifted-sum path.
     """
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         if (
-            keras.backend.backend() != "jax"
+            training
+            or keras.backend.backend() != "jax"
             or self.depth_multiplier != 1
             or self.data_format != "channels_last"
         ):

@@ -54,3 +54,30 @@ def test_gradients_match_keras_depthwise():
     np.testing.assert_allclose(
         ours.get_weights()[0], theirs.get_weights()[0], atol=1e-5
     )
+
+
+def test_training_and_inference_paths_agree():
+    """Training runs the backend's grouped kernel, inference on JAX the
+    shifted sum: same numbers either way."""
+    x = np.random.default_rng(2).normal(size=(2, 9, 7, 6)).astype("float32")
+    layer = DepthwiseConv(3, padding="same", bias_initializer="random_normal")
+    infer = keras.ops.convert_to_numpy(layer(x, training=False))
+    train = keras.ops.convert_to_numpy(layer(x, training=True))
+    np.testing.assert_allclose(train, infer, atol=1e-5)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="the shifted sum is JAX-only"
+)
+def test_jax_trains_through_the_grouped_convolution():
+    import jax
+
+    layer = DepthwiseConv(3, padding="same")
+    x = np.zeros((1, 8, 8, 4), "float32")
+    layer.build(x.shape)
+
+    def jaxpr(training):
+        return str(jax.make_jaxpr(lambda v: layer(v, training=training))(x))
+
+    assert "feature_group_count=4" in jaxpr(True)
+    assert "conv_general_dilated" not in jaxpr(False)
