@@ -238,12 +238,14 @@ def worker(framework, workdir, names):
     print(json.dumps(rows))
 
 
-def _run(framework, workdir, names):
+def _run(framework, workdir, names, script=__file__):
+    """JSON from `script --worker framework workdir`, in its own process
+    with the framework's Keras backend (PyTorch for native and prepare)."""
     env = {**os.environ, "KERAS_BACKEND": framework}
     if framework in ("native", "prepare"):
         env["KERAS_BACKEND"] = "torch"
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", framework, str(workdir)]
+        [sys.executable, script, "--worker", framework, str(workdir)]
         + ["--models", *names]
         + (["--no-train"] if NO_TRAIN else []),
         env=env,
@@ -363,14 +365,16 @@ print(json.dumps(out))
         "|---|" + "---|" * (len(order) + 2),
     ]
     for label, d in data.items():
-        ops = [d["groups"].get(g, 0.0) for g in order]
-        rest = max(d["wall"] - sum(ops), 0.0)
-        lines.append(
-            f"| {label} | "
-            + " | ".join(f"{v:.0f} ms" for v in ops)
-            + f" | {rest:.0f} ms | {d['wall']:.0f} ms |"
-        )
+        lines.append(f"| {label} | " + profile_cells(d, order, " ms") + " |")
     return "\n".join(lines)
+
+
+def profile_cells(profiled, groups, unit=""):
+    """Markdown cells: each group's operator time, the rest of the wall
+    time (Python and dispatch), and the wall time, in ms."""
+    ops = [profiled["groups"].get(g, 0.0) for g in groups]
+    rest = max(profiled["wall"] - sum(ops), 0.0)
+    return " | ".join(f"{v:.0f}{unit}" for v in [*ops, rest, profiled["wall"]])
 
 
 def main():

@@ -16,8 +16,6 @@ Each framework runs in its own process.
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,7 +62,6 @@ def _torch_group(name):
 
 
 def _profile_torch(step):
-    import torch
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile
 
@@ -80,7 +77,6 @@ def _profile_torch(step):
     groups = dict.fromkeys(TORCH_GROUPS, 0.0)
     for event in prof.key_averages():
         groups[_torch_group(event.key)] += event.self_cpu_time_total / 1e3
-    del torch
     return {"wall": sorted(walls)[1] * 1e3, "groups": groups}
 
 
@@ -131,7 +127,6 @@ def _kerapose_jax(workdir, name):
     the graph compiled on its own, summed by class."""
     import jax
     import keras
-    import numpy as np
 
     from kerapose.inference.fast_forward import _is_graph
 
@@ -201,7 +196,6 @@ def _kerapose_jax(workdir, name):
         operation(model)(jax.numpy.asarray(x))
     else:
         timed(model, (jax.numpy.asarray(x),), {})
-    del np
     return {
         "wall": wall,
         "compile_s": compile_s,
@@ -241,6 +235,7 @@ def _xla_kinds(step):
 
 
 def worker(framework, workdir, names):
+    start = time.perf_counter()
     workdir = Path(workdir)
     out = {}
     for name in names:
@@ -250,23 +245,12 @@ def worker(framework, workdir, names):
             out[name] = _kerapose_torch(workdir, name)
         else:
             out[name] = _kerapose_jax(workdir, name)
+    print(f"{framework}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
     print(json.dumps(out))
 
 
 def _run(framework, workdir, names):
-    env = {**os.environ, "KERAS_BACKEND": "torch"}
-    if framework == "jax":
-        env["KERAS_BACKEND"] = "jax"
-    res = subprocess.run(
-        [sys.executable, __file__, "--worker", framework, str(workdir)]
-        + ["--models", *names],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if res.returncode:
-        raise SystemExit(f"{framework} worker failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return ns._run(framework, workdir, names, script=__file__)
 
 
 def _torch_table(native, kerapose, names):
@@ -284,13 +268,8 @@ def _torch_table(native, kerapose, names):
             ("native", native[name]),
             ("kerapose", kerapose[name]),
         ):
-            ops = [d["groups"][g] for g in TORCH_GROUPS]
-            rest = max(d["wall"] - sum(ops), 0.0)
-            lines.append(
-                f"| {name} | {label} | "
-                + " | ".join(f"{v:.0f}" for v in ops)
-                + f" | {rest:.0f} | {d['wall']:.0f} |"
-            )
+            cells = ns.profile_cells(d, TORCH_GROUPS)
+            lines.append(f"| {name} | {label} | {cells} |")
     return "\n".join(lines)
 
 
