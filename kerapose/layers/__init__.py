@@ -3,6 +3,8 @@
 from kerapose.layers.aligned_resize import (
     AlignedBilinearResize as AlignedBilinearResize,
 )
+from kerapose.layers.batch_norm import BatchNormalization as BatchNormalization
+from kerapose.layers.conv2d import Conv2D as Conv2D
 from kerapose.layers.conv_bn_act import ConvBNAct as ConvBNAct
 from kerapose.layers.depthwise_conv import DepthwiseConv as DepthwiseConv
 from kerapose.layers.gaussian_upsampling import (
@@ -32,8 +34,10 @@ from kerapose.layers.yolo_layers import YOLOPoseLevelHead as YOLOPoseLevelHead
 __all__ = [
     "AlignedBilinearResize",
     "BasicBlock",
+    "BatchNormalization",
     "Bottleneck",
     "C3",
+    "Conv2D",
     "ConvActBN",
     "ConvBNAct",
     "DepthwiseConv",

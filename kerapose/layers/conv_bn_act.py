@@ -3,6 +3,8 @@ from keras import layers
 from keras import ops
 
 from kerapose.api_export import kerapose_export
+from kerapose.layers.batch_norm import BatchNormalization
+from kerapose.layers.conv2d import Conv2D
 from kerapose.layers.depthwise_conv import DepthwiseConv
 from kerapose.layers.separable_conv import SeparableConv
 
@@ -125,13 +127,13 @@ class ConvBNAct(layers.Layer):
                 self.kernel_size, use_bias=use_bias, **conv_kwargs
             )
         else:
-            self.conv = layers.Conv2D(
+            self.conv = Conv2D(
                 self.filters,
                 self.kernel_size,
                 use_bias=use_bias,
                 **conv_kwargs,
             )
-        self.bn = layers.BatchNormalization(
+        self.bn = BatchNormalization(
             epsilon=bn_epsilon,
             momentum=bn_momentum,
             dtype=self.dtype_policy,

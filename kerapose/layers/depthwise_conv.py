@@ -3,6 +3,7 @@ from keras import layers
 from keras import ops
 
 from kerapose.api_export import kerapose_export
+from kerapose.layers.conv2d import channels_last_conv
 
 
 @kerapose_export("kerapose.layers.DepthwiseConv")
@@ -17,25 +18,36 @@ class DepthwiseConv(layers.DepthwiseConv2D):
     runs the grouped convolution: the shifted sum's backward pass (pads
     and slices) makes XLA's whole-step program about 3x slower
     (OmniPose-Lite, BENCHMARKS.md "Where training-step time goes"). Other
-    backends call their depthwise kernel. Only `depth_multiplier=1` and
-    channels-last take the shifted-sum path.
+    backends call their depthwise kernel (PyTorch without layout copies,
+    `channels_last_conv`). Only `depth_multiplier=1` and channels-last take
+    the shifted-sum path.
     """
 
     def call(self, inputs, training=None):
+        if self.data_format != "channels_last":
+            return super().call(inputs)
         if (
             training
             or keras.backend.backend() != "jax"
             or self.depth_multiplier != 1
-            or self.data_format != "channels_last"
         ):
-            return super().call(inputs)
-        x = _shifted_sum(
-            inputs,
-            self.kernel,
-            self.strides,
-            self.padding,
-            self.dilation_rate,
-        )
+            x = channels_last_conv(
+                ops.depthwise_conv,
+                inputs,
+                self.data_format,
+                kernel=self.kernel,
+                strides=self.strides,
+                padding=self.padding,
+                dilation_rate=self.dilation_rate,
+            )
+        else:
+            x = _shifted_sum(
+                inputs,
+                self.kernel,
+                self.strides,
+                self.padding,
+                self.dilation_rate,
+            )
         if self.use_bias:
             x = x + self.bias
         return self.activation(x) if self.activation is not None else x

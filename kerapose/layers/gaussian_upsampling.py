@@ -3,6 +3,7 @@ from keras import layers
 from keras import ops
 
 from kerapose.api_export import kerapose_export
+from kerapose.layers.batch_norm import BatchNormalization
 from kerapose.layers.conv_bn_act import TORCH_BN_EPSILON
 from kerapose.layers.conv_bn_act import TORCH_BN_MOMENTUM
 from kerapose.layers.conv_bn_act import official_conv_initializer
@@ -81,7 +82,7 @@ class GaussianUpsampling(layers.Layer):
                 )
             )
             self.norms.append(
-                layers.BatchNormalization(
+                BatchNormalization(
                     epsilon=bn_epsilon,
                     momentum=bn_momentum,
                     dtype=self.dtype_policy,

@@ -9,6 +9,8 @@ from keras import layers
 from keras import ops
 
 from kerapose.api_export import kerapose_export
+from kerapose.layers.batch_norm import BatchNormalization
+from kerapose.layers.conv2d import Conv2D
 from kerapose.layers.conv_bn_act import TORCH_BN_EPSILON
 from kerapose.layers.conv_bn_act import TORCH_BN_MOMENTUM
 from kerapose.layers.upsample import upsample_nearest
@@ -65,7 +67,7 @@ class ConvActBN(layers.Layer):
         self.bn_epsilon = bn_epsilon
         self.bn_momentum = bn_momentum
         self._pad = self.kernel_size // 2 if self.strides > 1 else 0
-        self.conv = layers.Conv2D(
+        self.conv = Conv2D(
             self.filters,
             self.kernel_size,
             strides=self.strides,
@@ -80,7 +82,7 @@ class ConvActBN(layers.Layer):
         )
         self.bn = None
         if self.use_bn:
-            self.bn = layers.BatchNormalization(
+            self.bn = BatchNormalization(
                 epsilon=bn_epsilon,
                 momentum=bn_momentum,
                 dtype=self.dtype_policy,

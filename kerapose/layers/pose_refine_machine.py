@@ -2,6 +2,7 @@ from keras import layers
 from keras import ops
 
 from kerapose.api_export import kerapose_export
+from kerapose.layers.batch_norm import BatchNormalization
 from kerapose.layers.conv_bn_act import TORCH_BN_EPSILON
 from kerapose.layers.conv_bn_act import TORCH_BN_MOMENTUM
 from kerapose.layers.conv_bn_act import ConvBNAct
@@ -64,7 +65,7 @@ class PoseRefineMachine(layers.Layer):
             dtype=self.dtype_policy,
             name="spatial_depthwise",
         )
-        self.spatial_depthwise_bn = layers.BatchNormalization(
+        self.spatial_depthwise_bn = BatchNormalization(
             epsilon=bn_epsilon,
             momentum=bn_momentum,
             dtype=self.dtype_policy,

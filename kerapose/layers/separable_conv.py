@@ -3,6 +3,7 @@ from keras import layers
 from keras import ops
 
 from kerapose.api_export import kerapose_export
+from kerapose.layers.conv2d import Conv2D
 from kerapose.layers.depthwise_conv import DepthwiseConv
 
 
@@ -54,7 +55,7 @@ class SeparableConv(layers.Layer):
             dtype=self.dtype_policy,
             name="depthwise",
         )
-        self.pointwise = layers.Conv2D(
+        self.pointwise = Conv2D(
             self.filters,
             1,
             use_bias=False,

@@ -2,6 +2,7 @@ from keras import layers
 from keras import ops
 
 from kerapose.api_export import kerapose_export
+from kerapose.layers.conv2d import Conv2D
 from kerapose.layers.conv_bn_act import TORCH_BN_EPSILON
 from kerapose.layers.conv_bn_act import TORCH_BN_MOMENTUM
 from kerapose.layers.conv_bn_act import ConvBNAct
@@ -106,7 +107,7 @@ class WASPv2(layers.Layer):
         self.decode2 = unit(c, 3, "decode2")
         self.classifier = None
         if self.num_outputs is not None:
-            self.classifier = layers.Conv2D(
+            self.classifier = Conv2D(
                 self.num_outputs,
                 1,
                 kernel_initializer=official_conv_initializer(),

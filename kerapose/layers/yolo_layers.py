@@ -11,6 +11,7 @@ from keras import layers
 from keras import ops
 
 from kerapose.api_export import kerapose_export
+from kerapose.layers.conv2d import Conv2D
 from kerapose.layers.conv_bn_act import ConvBNAct
 
 # BatchNorm of YOLO-Pose (set by the official `initialize_weights`):
@@ -378,7 +379,7 @@ class YOLOPoseLevelHead(_YOLOBlock):
         )
 
     def _output_conv(self, filters, name):
-        return layers.Conv2D(
+        return Conv2D(
             filters,
             1,
             use_bias=True,

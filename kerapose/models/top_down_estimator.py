@@ -3,6 +3,7 @@ from keras import layers
 
 from kerapose.api_export import kerapose_export
 from kerapose.codecs.msra_heatmap import MSRAHeatmap
+from kerapose.layers.conv2d import Conv2D
 from kerapose.layers.conv_bn_act import official_conv_initializer
 from kerapose.losses.keypoint_mse import KeypointMSE
 from kerapose.models.pose_estimator import PoseEstimator
@@ -64,7 +65,7 @@ class TopDownPoseEstimator(PoseEstimator):
         # === Functional Model ===
         inputs = layers.Input(shape=image_shape, name="images")
         features = backbone(inputs)
-        heatmaps = layers.Conv2D(
+        heatmaps = Conv2D(
             num_keypoints,
             head_kernel_size,
             padding="same",

@@ -2,6 +2,8 @@ from keras import layers
 from keras import ops
 
 from kerapose.api_export import kerapose_export
+from kerapose.layers.batch_norm import BatchNormalization
+from kerapose.layers.conv2d import Conv2D
 from kerapose.layers.conv_bn_act import TORCH_BN_EPSILON
 from kerapose.layers.conv_bn_act import TORCH_BN_MOMENTUM
 from kerapose.layers.conv_bn_act import official_conv_initializer
@@ -79,7 +81,7 @@ class HigherHRNetHead(layers.Layer):
         self.tag_channels = num_keypoints if self.tag_per_joint else 1
 
         def final(filters, name):
-            return layers.Conv2D(
+            return Conv2D(
                 filters,
                 final_kernel_size,
                 padding="same",
@@ -103,7 +105,7 @@ class HigherHRNetHead(layers.Layer):
             dtype=self.dtype_policy,
             name="deconv",
         )
-        self.deconv_bn = layers.BatchNormalization(
+        self.deconv_bn = BatchNormalization(
             epsilon=bn_epsilon,
             momentum=bn_momentum,
             dtype=self.dtype_policy,
