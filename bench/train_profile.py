@@ -12,6 +12,7 @@ layers cost what and what the whole-network program adds.
 Each framework runs in its own process.
 
     python bench/train_profile.py [--write] [--models hrnet_w32 ...]
+        [--backends torch jax]
 """
 
 import argparse
@@ -273,6 +274,12 @@ def _torch_table(native, kerapose, names):
     return "\n".join(lines)
 
 
+def costliest(costs, count=5):
+    """`"name ms, ..."` of the `count` largest entries of a dict."""
+    top = sorted(costs.items(), key=lambda kv: -kv[1])[:count]
+    return ", ".join(f"{k} {v:.0f}" for k, v in top)
+
+
 def _jax_table(native, jax_rows, names):
     lines = [
         "JAX: the Keras train step (one XLA program), with the thread-time "
@@ -289,16 +296,11 @@ def _jax_table(native, jax_rows, names):
     ]
     for name in names:
         d = jax_rows[name]
-        top = sorted(d["layers"].items(), key=lambda kv: -kv[1])[:5]
-        kinds = sorted(d["kinds"].items(), key=lambda kv: -kv[1])[:5]
         lines.append(
             f"| {name} | {native[name]['wall']:.0f} | {d['wall']:.0f} "
             f"(compile {d['compile_s']:.0f} s) | "
-            + ", ".join(f"{k} {v:.0f}" for k, v in kinds)
-            + " | "
-            f"{sum(d['layers'].values()):.0f} | "
-            + ", ".join(f"{k} {v:.0f}" for k, v in top)
-            + " |"
+            f"{costliest(d['kinds'])} | "
+            f"{sum(d['layers'].values()):.0f} | {costliest(d['layers'])} |"
         )
     return "\n".join(lines)
 
@@ -311,6 +313,14 @@ def main():
         nargs="+",
         default=[n for n, spec in ns.MODELS.items() if spec[3]],
     )
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=("torch", "jax"),
+        default=["torch", "jax"],
+        help="each writes its own BENCHMARKS.md section (the JAX one "
+        "compiles every layer: tens of minutes)",
+    )
     parser.add_argument("--worker", nargs=2, metavar=("FRAMEWORK", "DIR"))
     args = parser.parse_args()
     if args.worker:
@@ -318,20 +328,23 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         ns._run("prepare", tmp, args.models)
         native = _run("native", tmp, args.models)
-        kerapose = _run("torch", tmp, args.models)
-        jax_rows = _run("jax", tmp, args.models)
-    text = (
-        f"Batch {BATCH}, one training step (Adam, MSE).\n\n"
-        + _torch_table(native, kerapose, args.models)
-        + "\n\n"
-        + _jax_table(native, jax_rows, args.models)
-    )
-    print(text)
-    if args.write:
-        from report import invocation
-        from report import write_section
+        rows = {b: _run(b, tmp, args.models) for b in args.backends}
+    tables = {"torch": _torch_table, "jax": _jax_table}
+    for backend, found in rows.items():
+        text = f"Batch {BATCH}, one training step (Adam, MSE).\n\n" + tables[
+            backend
+        ](native, found, args.models)
+        print(text)
+        if args.write:
+            from report import invocation
+            from report import write_section
 
-        write_section("Where training-step time goes (CPU)", text, invocation())
+            name = {"torch": "PyTorch", "jax": "JAX"}[backend]
+            write_section(
+                f"Where training-step time goes: {name} (CPU)",
+                text,
+                invocation(),
+            )
     return None
 
 

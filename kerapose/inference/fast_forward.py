@@ -118,6 +118,10 @@ def _torch_forward(model, example):
         traced = torch.jit.trace(
             _Call(model).eval(), x, strict=False, check_trace=False
         )
+        # The trace's tensor types (dtype, device) are complete only
+        # before freezing.
+        torch._C._jit_pass_inline(traced.graph)
+        _drop_identity_casts(traced.graph)
         frozen = torch.jit.freeze(traced)
         graph = frozen.graph
         torch._C._jit_pass_remove_mutation(graph)
@@ -134,6 +138,34 @@ def _torch_forward(model, example):
 
 
 _CHANNELS_LAST = 2  # torch.channels_last as a TorchScript int
+
+
+def _drop_identity_casts(graph):
+    """Keras converts the input of every operation with `.to(...)`; the
+    traced casts that change neither dtype nor device are identities, and
+    they would hide a conv's BatchNorm from `_fold_batchnorm`."""
+    for node in list(graph.nodes()):
+        if node.kind() != "aten::to" or node.outputsSize() != 1:
+            continue
+        source, target = node.inputsAt(0).type(), node.output().type()
+        try:
+            same = (
+                source.scalarType() is not None
+                and source.scalarType() == target.scalarType()
+                and source.device() == target.device()
+            )
+        except RuntimeError:  # not a tensor type
+            continue
+        last = node.inputsAt(node.inputsSize() - 1)
+        if (
+            same
+            and last.node().kind() == "prim::Constant"
+            and (
+                last.toIValue() is None  # no memory format asked for
+            )
+        ):
+            node.output().replaceAllUsesWith(node.inputsAt(0))
+            node.destroy()
 
 
 def _skip_double_copies(graph):
@@ -166,9 +198,30 @@ def _constant(value):
     return node.output().toIValue() if node.kind() == "prim::Constant" else None
 
 
+def _channel_constant(node, index, channels):
+    """The per-channel constant operand `index` of `node` (flattened), or
+    None; for `aten::add` / `aten::subtract` only with alpha 1."""
+    import torch
+
+    value = _constant(node.inputsAt(index))
+    if (
+        not isinstance(value, torch.Tensor)
+        or value.numel() != channels
+        or value.shape[-1] != channels  # broadcasts along NHWC channels
+    ):
+        return None
+    if node.kind() in ("aten::add", "aten::subtract") and (
+        _constant(node.inputsAt(2)) != 1
+    ):
+        return None
+    return value.reshape(-1)
+
+
 def _fold_batchnorm(graph):
-    """conv -> (x - mean) * scale + beta with constant statistics becomes
-    the conv with scaled weights and a bias (inference BatchNorm folding)."""
+    """conv [-> + bias] -> (x - mean) * scale + beta with constant
+    statistics becomes the conv with scaled weights and one bias
+    (inference BatchNorm folding). Every constant kernel is stored in
+    channels-last memory, the layout the CPU kernels take."""
     import torch
 
     for conv in list(graph.nodes()):
@@ -178,28 +231,48 @@ def _fold_batchnorm(graph):
         transposed = _constant(conv.inputsAt(6))
         if not isinstance(weight, torch.Tensor) or transposed:
             continue
-        permute = _single_user(conv, "aten::permute")
-        to = permute and _single_user(permute, "aten::to")
-        sub = to and _single_user(to, "aten::subtract")
-        mul = sub and _single_user(sub, "aten::mul")
-        add = mul and _single_user(mul, "aten::add")
-        if add is None or _constant(permute.inputsAt(1)) != [0, 2, 3, 1]:
-            continue
-        mean = _constant(sub.inputsAt(1))
-        scale = _constant(mul.inputsAt(1))
-        beta = _constant(add.inputsAt(1))
         channels = weight.shape[0]
-        if not all(
-            isinstance(t, torch.Tensor) and t.numel() == channels
-            for t in (mean, scale, beta)
-        ) or (
-            _constant(sub.inputsAt(2)) != 1 or _constant(add.inputsAt(2)) != 1
-        ):
-            continue
-        mean, scale, beta = (t.reshape(-1) for t in (mean, scale, beta))
         bias = _constant(conv.inputsAt(2))
-        bias = torch.zeros_like(mean) if bias is None else bias
+        bias = (
+            torch.zeros(channels, dtype=weight.dtype) if bias is None else bias
+        )
+        scale = torch.ones(channels, dtype=weight.dtype)
+        permute = _single_user(conv, "aten::permute")
+        head = None  # the last node folded into the conv
+        if permute is not None and _constant(permute.inputsAt(1)) == [
+            0,
+            2,
+            3,
+            1,
+        ]:
+            head = permute
+            after_bias = _single_user(head, "aten::add")
+            extra = after_bias and _channel_constant(after_bias, 1, channels)
+            if extra is not None:
+                bias, head = bias + extra, after_bias
+            # Casts left by `_drop_identity_casts` change the dtype: no
+            # folding across them.
+            sub = _single_user(head, "aten::subtract")
+            mul = sub and _single_user(sub, "aten::mul")
+            add = mul and _single_user(mul, "aten::add")
+            statistics = add and [
+                _channel_constant(sub, 1, channels),
+                _channel_constant(mul, 1, channels),
+                _channel_constant(add, 1, channels),
+            ]
+            if statistics and all(t is not None for t in statistics):
+                mean, scale, beta = statistics
+                bias = (bias - mean) * scale + beta
+                head = add
         graph.setInsertPoint(conv)
+        # A channel slice of an NHWC tensor is no dense channels-last
+        # input; a compact copy runs the fast kernel (a no-op otherwise).
+        compact = graph.create(
+            "aten::contiguous",
+            [conv.inputsAt(0), graph.insertConstant(_CHANNELS_LAST)],
+        )
+        graph.insertNode(compact)
+        conv.replaceInput(0, compact.output())
         conv.replaceInput(
             1,
             graph.insertConstant(
@@ -208,8 +281,9 @@ def _fold_batchnorm(graph):
                 )
             ),
         )
-        conv.replaceInput(2, graph.insertConstant((bias - mean) * scale + beta))
-        add.output().replaceAllUsesWith(to.output())
+        conv.replaceInput(2, graph.insertConstant(bias))
+        if head is not None and head is not permute:
+            head.output().replaceAllUsesWith(permute.output())
     graph.setInsertPoint(graph.return_node())
 
 
