@@ -1,3 +1,5 @@
+import functools
+
 import keras
 from keras import layers
 from keras import ops
@@ -5,6 +7,8 @@ from keras import ops
 from kerapose.api_export import kerapose_export
 
 
+# One function per (epsilon, axes), not one per training call.
+@functools.lru_cache(maxsize=None)
 def _normalize_fn(epsilon, axes):
     """`x * a + (beta - mean * a)`, `a = gamma / sqrt(var + epsilon)`, with
     the analytic batch-norm gradient: `mean` and `var` are the batch

@@ -218,3 +218,18 @@ def _biases_before_batch_norm(model):
         if isinstance(layer, ConvBNAct) and layer.use_bias
     ]
     return {b.path for b in biases if b is not None}
+
+
+def assert_matches_keras_layer(ours, theirs, x, atol=1e-5):
+    """`ours` (a kerapose drop-in for a Keras layer) and `theirs` (the
+    Keras layer) give the same outputs on `x` with `ours`'s weights, and
+    name their weights alike."""
+    y = keras.ops.convert_to_numpy(ours(x))
+    theirs.build(x.shape)
+    theirs.set_weights(ours.get_weights())
+    expected = keras.ops.convert_to_numpy(theirs(x))
+    assert y.shape == expected.shape
+    np.testing.assert_allclose(y, expected, atol=atol)
+    assert [w.path.split("/")[-1] for w in ours.weights] == [
+        w.path.split("/")[-1] for w in theirs.weights
+    ]

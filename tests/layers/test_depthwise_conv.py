@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from kerapose.layers.depthwise_conv import DepthwiseConv
+from kerapose.testing.test_case import assert_matches_keras_layer
 
 
 @pytest.mark.parametrize(
@@ -27,17 +28,11 @@ def test_matches_keras_depthwise(kernel, strides, padding, dilation, bias):
         use_bias=bias,
         bias_initializer="random_normal",
     )
-    ours = DepthwiseConv(kernel, **options)
-    theirs = keras.layers.DepthwiseConv2D(kernel, **options)
-    y = keras.ops.convert_to_numpy(ours(x))
-    theirs.build(x.shape)
-    theirs.set_weights(ours.get_weights())
-    expected = keras.ops.convert_to_numpy(theirs(x))
-    assert y.shape == expected.shape
-    np.testing.assert_allclose(y, expected, atol=1e-5)
-    assert [w.path.split("/")[-1] for w in ours.weights] == [
-        w.path.split("/")[-1] for w in theirs.weights
-    ]
+    assert_matches_keras_layer(
+        DepthwiseConv(kernel, **options),
+        keras.layers.DepthwiseConv2D(kernel, **options),
+        x,
+    )
 
 
 def test_gradients_match_keras_depthwise():
